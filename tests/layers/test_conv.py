@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+from conftest import check_layer_gradients, make_layer
+from gradcheck import rel_error
+from reference import conv2d_naive
+
+from yamlnet import kernels
+
+CASES = [  # input shape, filters, size, stride, padding
+    ((5, 5, 1), 2, 3, 1, 0),
+    ((6, 7, 3), 4, 3, 2, 1),
+    ((7, 5, 2), 3, 2, 3, 2),
+    ((9, 9, 2), 2, 5, 2, "same_ok"),
+    ((5, 6, 3), 3, 3, 1, "same"),
+    ((8, 8, 2), 2, 4, 3, 0),
+]
+
+
+@pytest.mark.parametrize("shape, filters, size, stride, padding", CASES)
+def test_forward_matches_plain_loops(shape, filters, size, stride, padding, rng):
+    padding = 0 if padding == "same_ok" else padding
+    layer = make_layer(shape, {"type": "conv2d", "filters": filters, "size": size, "stride": stride,
+                               "padding": padding})
+    layer.params["b"][...] = rng.standard_normal(filters)
+    x = rng.standard_normal((2,) + shape)
+    expected = conv2d_naive(x, layer.params["W"], layer.params["b"], stride, layer.p)
+    assert rel_error(layer.forward(x), expected) < 1e-10
+
+
+@pytest.mark.parametrize("shape, filters, size, stride, padding", CASES)
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
+def test_gradients_match_numerical(shape, filters, size, stride, padding, activation, rng):
+    padding = 0 if padding == "same_ok" else padding
+    layer = make_layer(shape, {"type": "conv2d", "filters": filters, "size": size, "stride": stride,
+                               "padding": padding, "activation": activation})
+    layer.params["b"][...] = rng.standard_normal(filters) * 0.1
+    check_layer_gradients(layer, rng.standard_normal((2,) + shape))
+
+
+def test_relu_gradients_match_numerical(rng):
+    layer = make_layer((6, 6, 2), {"type": "conv2d", "filters": 3, "size": 3, "padding": 1, "activation": "relu"})
+    check_layer_gradients(layer, rng.standard_normal((2, 6, 6, 2)))
+
+
+def test_chunked_im2col_gives_the_same_result(rng, monkeypatch):
+    layer = make_layer((7, 7, 3), {"type": "conv2d", "filters": 4, "size": 3, "stride": 2, "padding": 1})
+    x = rng.standard_normal((5, 7, 7, 3))
+    grad = rng.standard_normal((5, 4, 4, 4))
+    whole = layer.forward(x, training=True)
+    dx_whole = layer.backward(grad)
+    dw_whole = layer.grads["W"].copy()
+    monkeypatch.setattr(kernels, "MAX_COLS_BYTES", 1)  # one sample per chunk
+    assert len(kernels.batch_chunks(5, 100)) == 5
+    chunked = layer.forward(x, training=True)
+    dx_chunked = layer.backward(grad)
+    assert rel_error(whole, chunked) < 1e-12
+    assert rel_error(dx_whole, dx_chunked) < 1e-12
+    assert rel_error(dw_whole, layer.grads["W"]) < 1e-12
+
+
+def test_first_layer_computes_no_input_gradient(rng):
+    import yamlnet
+    model = yamlnet.build_model({"input": [5, 5, 1], "layers": [
+        {"type": "conv2d", "filters": 2, "size": 3}, {"type": "conv2d", "filters": 2, "size": 3},
+        {"type": "dense", "units": 3}, {"type": "softmax"}]})
+    first, second = model.layers[:2]
+    assert not first.needs_input_grad and second.needs_input_grad
+    first.forward(rng.standard_normal((1, 5, 5, 1)).astype(np.float32), training=True)
+    assert first.backward(np.ones((1, 3, 3, 2), np.float32)) is None
+
+
+def test_course_notes_ten_3x3x3_filters_have_280_parameters():
+    layer = make_layer((39, 39, 3), {"type": "conv2d", "filters": 10, "size": 3})
+    assert layer.param_count() == 280
+    assert layer.params["W"].shape == (3, 3, 3, 10) and layer.params["b"].shape == (10,)
+    big = make_layer((1000, 1000, 3), {"type": "conv2d", "filters": 10, "size": 3}, dtype="float32")
+    assert big.param_count() == 280  # whatever the image size
+
+
+def test_float32_forward_and_backward_stay_float32(rng):
+    layer = make_layer((6, 6, 2), {"type": "conv2d", "filters": 3, "size": 3, "stride": 2, "padding": 1,
+                                   "activation": "relu"}, dtype="float32")
+    x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    out = layer.forward(x, training=True)
+    dx = layer.backward(np.ones_like(out))
+    assert out.dtype == dx.dtype == layer.grads["W"].dtype == np.float32

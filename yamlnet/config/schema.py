@@ -1,0 +1,294 @@
+"""The model file's JSON Schema, generated from the registries, and validation against it.
+
+``build_schema()`` assembles the schema from ``LAYERS`` (each layer type's hyperparameters),
+``DATASETS`` and ``OPTIMIZERS``; nothing else lists layer types or keys. ``validate`` checks a
+``Document`` with jsonschema (Draft 2020-12), reports the first error in file order as one
+located line, fills in defaults and names, and returns the resolved config.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import difflib
+from typing import Any
+
+import jsonschema
+
+from yamlnet.config.loader import Document, default_layer_names
+from yamlnet.data import COMMON_KEYS, DATASETS
+from yamlnet.layers import LAYERS
+from yamlnet.optim import OPTIMIZERS, SCHEDULES
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+LAYER_NAME = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$",
+              "x-expected": "a name of letters, digits, _ and -, not starting with a digit",
+              "description": "unique in the file; defaults to <type><k>: conv2d1, conv2d2, …"}
+PROBABILITY = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+
+TRAINING_PROPERTIES = {
+    "epochs": {"type": "integer", "minimum": 1, "default": 10, "description": "passes over the training data"},
+    "batch_size": {"type": "integer", "minimum": 1, "default": 32, "description": "samples per gradient step"},
+    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "default": 0.01,
+                      "description": "step size of gradient descent"},
+    "optimizer": {"enum": list(OPTIMIZERS), "default": "sgd",
+                  "description": "sgd: p ← p − lr·g; momentum: with velocity; adam"},
+    "momentum": {**PROBABILITY, "default": 0.9, "description": "momentum: the velocity's decay μ"},
+    "nesterov": {"type": "boolean", "default": False, "description": "momentum: Nesterov's look-ahead"},
+    "beta1": {**PROBABILITY, "default": 0.9, "description": "adam: first-moment decay"},
+    "beta2": {**PROBABILITY, "default": 0.999, "description": "adam: second-moment decay"},
+    "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-8, "description": "adam: added to √v"},
+    "weight_decay": {"type": "number", "minimum": 0, "default": 0.0,
+                     "description": "L2 penalty on weights (not biases), added to their gradients"},
+    "lr_schedule": {
+        "type": "object", "additionalProperties": False, "default": {},
+        "description": "learning rate by epoch",
+        "properties": {
+            "type": {"enum": list(SCHEDULES), "default": "constant",
+                     "description": "constant; step: × gamma every step_size epochs; cosine: to 0 at the last epoch"},
+            "step_size": {"type": "integer", "minimum": 1, "default": 10, "description": "step: epochs per step"},
+            "gamma": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
+                      "description": "step: factor per step"},
+        },
+    },
+    "early_stopping": {
+        "type": "object", "additionalProperties": False, "default": {},
+        "description": "stop when the metric has not improved for patience epochs",
+        "properties": {
+            "metric": {"enum": ["val_loss", "val_accuracy", "loss", "accuracy"], "default": "val_loss",
+                       "description": "the metric watched; also picks best.npz"},
+            "patience": {"type": "integer", "minimum": 0, "default": 0, "description": "0 turns early stopping off"},
+            "min_delta": {"type": "number", "minimum": 0, "default": 0.0,
+                          "description": "smallest change that counts as better"},
+        },
+    },
+    "seed": {"type": "integer", "minimum": 0, "default": 0,
+             "description": "seeds weights, split, shuffling and dropout: same file, same run"},
+    "dtype": {"enum": ["float32", "float64"], "default": "float32", "description": "float64 for checks"},
+}
+
+
+def layer_schema(cls) -> dict:
+    return {
+        "type": "object",
+        "description": cls.description,
+        "properties": {"type": {"const": cls.type}, "name": LAYER_NAME, **cls.hyperparameters},
+        "required": ["type", *cls.required],
+        "additionalProperties": False,
+    }
+
+
+def data_schema() -> dict:
+    properties = {**COMMON_KEYS, "dataset": {**COMMON_KEYS["dataset"], "enum": list(DATASETS)}}
+    for dataset in DATASETS.values():
+        properties.update(dataset.keys)
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+        "allOf": [{"if": {"properties": {"dataset": {"const": name}}},
+                   "then": {"required": list(dataset.required)}}
+                  for name, dataset in DATASETS.items() if dataset.required],
+    }
+
+
+def build_schema() -> dict:
+    """The whole JSON Schema of a model file (what ``yamlnet schema`` prints)."""
+    from yamlnet.data import digits, mnist, npz, shapes  # noqa: F401  (register the data sets)
+
+    return {
+        "$schema": DRAFT,
+        "$id": "https://yamlnet.invalid/yamlnet.schema.json",
+        "title": "yamlnet model file",
+        "description": "A small convolutional network, its data and its training, in one file.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["input", "layers"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "description": "the model's name; defaults to the file's"},
+            "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3,
+                      "description": "[n_H, n_W, n_C] of one input image"},
+            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"},
+                       "description": "the layers, input to output"},
+            "data": {"$ref": "#/$defs/data", "default": {}},
+            "training": {"$ref": "#/$defs/training", "default": {}},
+        },
+        "$defs": {
+            "layer": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": list(LAYERS)}},
+                "allOf": [{"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                           "then": {"$ref": f"#/$defs/{name}"}} for name in LAYERS],
+            },
+            **{name: layer_schema(cls) for name, cls in LAYERS.items()},
+            "data": data_schema(),
+            "training": {"type": "object", "additionalProperties": False, "properties": TRAINING_PROPERTIES},
+        },
+    }
+
+
+_SCHEMA: dict | None = None
+
+
+def schema() -> dict:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = build_schema()
+    return _SCHEMA
+
+
+def _is_integer(checker, value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+def validate(document: Document) -> dict:
+    """Check ``document`` against the schema and return its resolved config (a new dict).
+
+    Raises ``ConfigError`` located at the first mistake in the file.
+    """
+    data = document.data
+    if not isinstance(data, dict):
+        raise document.error((), f"a model file must be a mapping of keys (name, input, layers, data, "
+                                 f"training), got {_got(data)}")
+    errors = list(_Validator(schema()).iter_errors(data))
+    if errors:
+        raise min((_explain(error, document) for error in errors), key=lambda found: found[0])[1]
+    config = fill_defaults(schema(), copy.deepcopy(data))
+    _check_names(config, document)
+    _check_data_keys(config, document)
+    for layer in config["layers"]:
+        LAYERS[layer["type"]].complete(layer)
+    return config
+
+
+def fill_defaults(node: dict, value: Any) -> Any:
+    """Fill every missing key that has a ``default`` in the schema, recursively."""
+    node = _resolve(node)
+    if isinstance(value, dict):
+        for key, sub in node.get("properties", {}).items():
+            sub = _resolve(sub)
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = fill_defaults(sub, value[key])
+        for branch in node.get("allOf", []):
+            condition = branch.get("if", {}).get("properties", {})
+            if all(value.get(key) == rule.get("const") for key, rule in condition.items()):
+                fill_defaults(branch.get("then", {}), value)
+    elif isinstance(value, list) and "items" in node:
+        return [fill_defaults(node["items"], item) for item in value]
+    return value
+
+
+def _resolve(node: dict) -> dict:
+    while "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        node = {**schema()["$defs"][name], **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _check_names(config: dict, document: Document) -> None:
+    names = default_layer_names(config["layers"])
+    seen: dict[str, int] = {}
+    for index, (layer, name) in enumerate(zip(config["layers"], names)):
+        if name in seen:
+            raise document.error(("layers", index, "name") if "name" in layer else ("layers", index),
+                                 f"name '{name}' is already used by layers[{seen[name]}]; layer names must be unique")
+        seen[name] = index
+        layer["name"] = name
+    config.setdefault("name", _stem(document.file))
+
+
+def _check_data_keys(config: dict, document: Document) -> None:
+    data = config["data"]
+    dataset = DATASETS[data["dataset"]]
+    own = set(COMMON_KEYS) | set(dataset.keys) | set(dataset.required)
+    for key in document.data.get("data", {}) or {}:
+        if key not in own:
+            users = [name for name, other in DATASETS.items() if key in other.keys]
+            raise document.error(("data", key), f"is not used by the {dataset.name} data set "
+                                                 f"(only by {', '.join(users)})", at_key=True)
+    for key in [key for key in data if key not in own]:
+        del data[key]  # defaults of other data sets' keys
+
+
+def _stem(file: str | None) -> str:
+    if not file:
+        return "model"
+    name = file.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] or "model"
+
+
+_TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false",
+               "object": "a mapping", "array": "a list", "null": "empty"}
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return f"the date {value}"
+    return type(value).__name__
+
+
+def _suggest(word: Any, choices) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _explain(error: jsonschema.ValidationError, document: Document):
+    """(sort key, ConfigError) for one jsonschema error."""
+    path = tuple(error.absolute_path)
+    kind, expected, got = error.validator, error.validator_value, error.instance
+    at_key = False
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(got) - set(allowed), key=lambda k: document.key_marks.get(path + (k,), (0, 0)))[0]
+        path, at_key = path + (extra,), True
+        message = f"unknown key '{extra}'{_suggest(extra, allowed)}"
+        if not _suggest(extra, allowed):
+            message += f" (allowed: {', '.join(allowed)})"
+    elif kind == "required":
+        missing = [key for key in expected if key not in got][0]
+        message = f"missing required key '{missing}'"
+    elif kind == "type":
+        message = f"must be {_TYPE_WORDS.get(expected, expected)}, got {_got(got)}"
+    elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than",
+                 "exclusiveMaximum": "less than"}
+        message = f"must be {words[kind]} {expected}, got {_got(got)}"
+    elif kind == "enum":
+        message = f"must be one of {', '.join(map(str, expected))}, got {_got(got)}{_suggest(got, expected)}"
+    elif kind in ("minItems", "maxItems"):
+        if error.schema.get("minItems") == error.schema.get("maxItems"):
+            message = f"must be a list of {expected}, got {_got(got)}"
+        else:
+            message = f"must have {'at least' if kind == 'minItems' else 'at most'} {expected} items, got {len(got)}"
+    elif kind == "minLength":
+        message = "must not be empty"
+    elif "x-expected" in error.schema:
+        message = f"must be {error.schema['x-expected']}, got {_got(got)}"
+    else:
+        message = f"{error.message}"
+    located = document.error(path, message, at_key=at_key)
+    order = (located.line or 0, located.column or 0, len(path))
+    return order, located

@@ -1,0 +1,161 @@
+"""Data sets: a registry from ``data.dataset`` in a model file to a loader, and the preparation
+every data set shares — checks against the model, the validation split, normalization.
+
+A loader returns images ``x`` (N, n_H, n_W, n_C) and integer labels ``y`` (N,), and optionally a
+separate test set. ``prepare`` turns that into a ``DataSplits`` ready for the trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from yamlnet.errors import DataError
+
+
+@dataclass
+class Dataset:
+    name: str
+    load: Callable  # (data_config, input_shape, seed) -> (x, y, x_test | None, y_test | None)
+    keys: dict  # JSON Schema properties of the keys only this data set uses
+    required: tuple[str, ...]
+    n_classes: int | None  # None: taken from the labels
+    description: str
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (),
+                     n_classes: int | None = None, description: str = ""):
+    def decorate(load):
+        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description)
+        return load
+    return decorate
+
+
+COMMON_KEYS = {
+    "dataset": {"default": "digits", "description": "which data set (see the list below)"},
+    "validation_split": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2,
+                         "description": "share of the training data held out for validation"},
+    "normalization": {"enum": ["scale", "standardize", "none"], "default": "scale",
+                      "description": "scale: to 0..1 by the training part's min and max; "
+                                     "standardize: per channel, the training part's mean and std"},
+    "shuffle": {"type": "boolean", "default": True, "description": "reshuffle the training part every epoch"},
+}
+
+
+PATH_KEY = {"type": "string", "minLength": 1,
+            "description": "npz: the .npz file; mnist: the folder holding the four IDX files"}
+
+
+@dataclass
+class DataSplits:
+    """Normalized images ``x`` (N, n_H, n_W, n_C) with labels ``y`` (N,); ``train`` and ``val`` index them.
+
+    Indexing instead of copying keeps one copy of a large data set in memory.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    shift: np.ndarray  # normalized = (raw − shift) / scale, per channel (n_C,)
+    scale: np.ndarray
+
+
+def load_data(config: dict, *, dtype=np.float32) -> DataSplits:
+    """Load and check ``config["data"]`` against the model's input and last layer, then split and normalize."""
+    from yamlnet.data import digits, mnist, npz, shapes  # noqa: F401  (register the loaders)
+
+    data = config["data"]
+    dataset = DATASETS[data["dataset"]]
+    input_shape = tuple(config["input"])
+    seed = config["training"]["seed"]
+    x, y, x_test, y_test = dataset.load(data, input_shape, seed)
+    n_classes = output_units(config)
+    x, y = check_arrays(x, y, input_shape, n_classes, dataset, "data", dtype)
+    if x_test is not None:
+        x_test, y_test = check_arrays(x_test, y_test, input_shape, n_classes, dataset, "test data", dtype)
+
+    order = np.random.default_rng([seed, 2]).permutation(len(x))
+    n_val = int(round(len(x) * data["validation_split"]))
+    if data["validation_split"] > 0 and n_val == 0 or len(x) - n_val < 1:
+        raise DataError(f"validation_split {data['validation_split']} of {len(x)} samples leaves "
+                        f"{len(x) - n_val} for training and {n_val} for validation", key="data.validation_split")
+    train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    shift, scale = normalization(x, train, data["normalization"])
+    for array in (x, x_test):
+        if array is not None:
+            array -= shift
+            array /= scale
+    return DataSplits(x, y, train, val, x_test, y_test, shift.astype(dtype), scale.astype(dtype))
+
+
+def output_units(config: dict) -> int:
+    """The number of classes the model predicts: the units of its last dense layer."""
+    for layer in reversed(config["layers"]):
+        if layer["type"] == "dense":
+            return layer["units"]
+    raise DataError("the model has no dense layer, so it does not say how many classes it predicts",
+                    key="layers")
+
+
+def check_arrays(x, y, input_shape, n_classes, dataset: Dataset, what: str, dtype):
+    """Refuse data that does not fit the model; return x as ``dtype`` (N, n_H, n_W, n_C), y as int64."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"{what}: images must be (N, H, W) or (N, H, W, C), got an array of shape {x.shape}",
+                        key="data")
+    if y.ndim != 1:
+        raise DataError(f"{what}: labels must be a 1-D array, got shape {y.shape}", key="data")
+    if len(x) != len(y):
+        raise DataError(f"{what}: {len(x)} images but {len(y)} labels", key="data")
+    if len(x) == 0:
+        raise DataError(f"{what}: holds no samples", key="data")
+    if tuple(x.shape[1:]) != input_shape:
+        raise DataError(f"{what}: images are {' × '.join(map(str, x.shape[1:]))} but the model's input is "
+                        f"{' × '.join(map(str, input_shape))}", key="input")
+    if not (np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)) or x.dtype == np.bool_:
+        raise DataError(f"{what}: images must be numbers, got dtype {x.dtype}", key="data")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
+                                                    and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
+        raise DataError(f"{what}: labels must be whole numbers, got dtype {y.dtype}", key="data")
+    x = x.astype(dtype, copy=False)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.argmax(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
+        raise DataError(f"{what}: image {bad} holds NaN or infinity", key="data")
+    y = y.astype(np.int64)
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        raise DataError(f"{what}: labels run from {low} to {high} but the last dense layer has {n_classes} "
+                        f"units, so labels must be 0..{n_classes - 1}", key="layers")
+    classes = dataset.n_classes
+    if classes is not None and classes != n_classes:
+        raise DataError(f"the {dataset.name} data set has {classes} classes but the last dense layer has "
+                        f"{n_classes} units", key="layers")
+    return x, y
+
+
+def normalization(x: np.ndarray, train: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (shift, scale) from the training part, computed a slice at a time (no big copies)."""
+    n_c = x.shape[-1]
+    if method == "none":
+        return np.zeros(n_c), np.ones(n_c)
+    slices = [train[i:i + 4096] for i in range(0, len(train), 4096)]
+    if method == "scale":
+        low = np.min([x[s].min(axis=(0, 1, 2)) for s in slices], axis=0).astype(np.float64)
+        high = np.max([x[s].max(axis=(0, 1, 2)) for s in slices], axis=0).astype(np.float64)
+        return low, np.where(high > low, high - low, 1.0)
+    count = len(train) * x.shape[1] * x.shape[2]
+    mean = np.sum([x[s].sum(axis=(0, 1, 2), dtype=np.float64) for s in slices], axis=0) / count
+    square = np.sum([np.square(x[s] - mean).sum(axis=(0, 1, 2), dtype=np.float64) for s in slices], axis=0)
+    std = np.sqrt(square / count)
+    return mean, np.where(std > 0, std, 1.0)

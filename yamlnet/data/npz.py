@@ -1,0 +1,30 @@
+"""npz: a user's own arrays — images ``x`` (N, H, W) or (N, H, W, C) and integer labels ``y`` (N,)."""
+
+from __future__ import annotations
+
+from yamlnet.data import PATH_KEY, register_dataset
+from yamlnet.errors import DataError
+from yamlnet.npzio import read_npz
+
+
+def read_xy(path, x_key: str, y_key: str):
+    arrays = read_npz(path, "data file")
+    for key in (x_key, y_key):
+        if key not in arrays:
+            raise DataError(f"has no array '{key}'; it holds {', '.join(sorted(arrays)) or 'nothing'}",
+                            file=str(path))
+    return arrays[x_key], arrays[y_key]
+
+
+@register_dataset("npz", required=("path",), description="your own .npz file of images and labels", keys={
+    "path": PATH_KEY,
+    "x_key": {"type": "string", "default": "x", "description": "npz: the array of images"},
+    "y_key": {"type": "string", "default": "y", "description": "npz: the array of labels"},
+    "test_path": {"type": "string", "minLength": 1, "description": "npz: an optional separate test file, same keys"},
+})
+def load_npz(data, input_shape, seed):
+    x, y = read_xy(data["path"], data["x_key"], data["y_key"])
+    x_test = y_test = None
+    if data.get("test_path"):
+        x_test, y_test = read_xy(data["test_path"], data["x_key"], data["y_key"])
+    return x, y, x_test, y_test

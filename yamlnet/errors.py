@@ -1,0 +1,43 @@
+"""Errors a user can cause. Each is one readable line; the CLI maps it to an exit status.
+
+A message reads ``FILE:LINE:COL: key.path: what was wrong, got what`` — as much of the
+location as is known. Anything that is not a ``YamlnetError`` is a bug in yamlnet.
+"""
+
+from __future__ import annotations
+
+
+class YamlnetError(Exception):
+    """Base class: a mistake in a model file, a data file, an option or a run directory."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 column: int | None = None, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file, self.line, self.column, self.key = file, line, column, key
+
+    def __str__(self) -> str:
+        where = ":".join(str(part) for part in (self.file, self.line, self.column) if part is not None)
+        prefix = f"{where}: " if where else ""
+        key = f"{self.key}: " if self.key else ""
+        return f"{prefix}{key}{self.message}"
+
+
+class ConfigError(YamlnetError):
+    """The model file (or an override) is not valid YAML or does not match the schema."""
+
+
+class ShapeError(YamlnetError):
+    """The layers do not fit together: an output would be smaller than 1, padding is impossible."""
+
+
+class DataError(YamlnetError):
+    """A data set, data file or checkpoint does not match the model, or cannot be read."""
+
+
+class TrainingError(YamlnetError):
+    """Training could not go on (the loss became NaN or infinite)."""
+
+    exit_code = 1

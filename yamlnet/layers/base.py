@@ -1,0 +1,186 @@
+"""The layer contract and the registry: the one map from a ``type:`` in a model file to a class.
+
+Every layer follows CS231n's forward/backward pairing:
+
+- ``compute_output_shape(input_shape)`` — shapes only, before any data or weights exist;
+  raises ``ShapeError`` with ``key`` set to the hyperparameter at fault.
+- ``build(input_shape, rng, dtype, init)`` — allocates ``params`` (and zeroed ``grads``).
+- ``forward(x, training)`` — computes the output and caches what ``backward`` needs.
+- ``backward(grad)`` — fills ``grads`` (same keys as ``params``) and returns d loss / d input.
+
+Shapes are channels-last, as the course notes write them: a volume is ``(n_H, n_W, n_C)``
+and a batch ``(N, n_H, n_W, n_C)``; a vector is ``(n,)`` and a batch of them ``(N, n)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from yamlnet.errors import ShapeError
+
+Shape = tuple[int, ...]
+
+LAYERS: dict[str, type["Layer"]] = {}
+
+
+def register(type_name: str):
+    """Class decorator: make ``type_name`` usable as ``type:`` in a model file."""
+
+    def decorate(cls: type[Layer]) -> type[Layer]:
+        if type_name in LAYERS:
+            raise ValueError(f"layer type {type_name!r} is registered twice")
+        cls.type = type_name
+        LAYERS[type_name] = cls
+        return cls
+
+    return decorate
+
+
+class Layer:
+    """Base class. Subclasses set ``hyperparameters`` (JSON Schema properties of their keys)."""
+
+    type: ClassVar[str]
+    description: ClassVar[str] = ""
+    hyperparameters: ClassVar[dict[str, dict]] = {}
+    required: ClassVar[tuple[str, ...]] = ()
+    #: whether ``backward`` must compute d loss / d input; the model turns it off for layers
+    #: with nothing trainable before them (the first conv needs no input gradient).
+    needs_input_grad: bool = True
+
+    def __init__(self, name: str, config: dict[str, Any]):
+        self.name = name
+        self.config = config  # this layer's resolved keys from the file, defaults filled
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+
+    @classmethod
+    def complete(cls, config: dict[str, Any]) -> None:
+        """Fill defaults that depend on other keys (a pool's stride defaults to its size)."""
+
+    # -- shapes, before any data exists -------------------------------------------------
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def set_input_shape(self, input_shape: Shape) -> Shape:
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        return self.output_shape
+
+    def param_shapes(self) -> dict[str, Shape]:
+        """Shape of every parameter array, from ``input_shape`` alone."""
+        return {}
+
+    def param_count(self) -> int:
+        return sum(int(np.prod(shape)) for shape in self.param_shapes().values())
+
+    def macs(self) -> int:
+        """Multiply-adds of one forward pass for one sample (Keras / torchinfo counting)."""
+        return 0
+
+    def explain(self) -> list[str]:
+        """The course notes' arithmetic for this layer with its numbers filled in."""
+        return []
+
+    def hyperparameter_text(self) -> str:
+        """f / s / p (or similar) for the summary table."""
+        return ""
+
+    @property
+    def activation(self) -> str:
+        return self.config.get("activation", "")
+
+    # -- weights and math ---------------------------------------------------------------
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype=np.float32, init: str = "glorot"):
+        self.set_input_shape(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.params = {key: self.initial_value(key, shape, rng, init)
+                       for key, shape in self.param_shapes().items()}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+
+    def initial_value(self, key: str, shape: Shape, rng: np.random.Generator, init: str) -> np.ndarray:
+        """Biases start at zero; weights He-normal before ReLU-like units, else Glorot-uniform."""
+        if key == "b":
+            return np.zeros(shape, dtype=self.dtype)
+        fan_in, fan_out = self.fans()
+        if init == "he":
+            values = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        else:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            values = rng.uniform(-limit, limit, shape)
+        return values.astype(self.dtype)
+
+    def fans(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, output_shape={self.output_shape})"
+
+
+def window_output(n_in: int, f: int, s: int, p: int) -> int:
+    """The course notes' formula: n_out = floor((n_in + 2p − f) / s) + 1."""
+    return (n_in + 2 * p - f) // s + 1
+
+
+def resolve_padding(padding: int | str, f: int, s: int) -> int:
+    """``valid`` is 0; ``same`` keeps the size, so it needs stride 1 and an odd f."""
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        if s != 1 or f % 2 == 0:
+            raise ShapeError(f"'same' padding needs stride 1 and an odd size, got size {f} and stride {s}",
+                             key="padding")
+        return (f - 1) // 2
+    return int(padding)
+
+
+def require_volume(layer: Layer, input_shape: Shape) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise ShapeError(f"{layer.type} needs a volume n_H × n_W × n_C as input, "
+                         f"got a vector of {input_shape[0]} (after flatten or dense)")
+    return input_shape
+
+
+def windowed_shape(layer: Layer, input_shape: Shape, f: int, s: int, p: int, n_out_channels: int) -> Shape:
+    """Output volume of a sliding window (conv or pool), checking that it is at least 1 × 1."""
+    n_h, n_w, _ = require_volume(layer, input_shape)
+    sizes = []
+    for axis, n_in in (("n_H", n_h), ("n_W", n_w)):
+        n_out = window_output(n_in, f, s, p)
+        if n_out < 1:
+            raise ShapeError(f"output would be smaller than 1: {axis} = floor(({n_in} + 2·{p} − {f}) / {s}) + 1"
+                             f" = {n_out}; use a smaller size, more padding or a larger input",
+                             key="size")
+        sizes.append(n_out)
+    return (sizes[0], sizes[1], n_out_channels)
+
+
+def explain_window(input_shape: Shape, output_shape: Shape, f: int, s: int, p: int) -> list[str]:
+    n_h, n_w, _ = input_shape
+    o_h, o_w, _ = output_shape
+    if n_h == n_w:
+        return [f"n_H = n_W = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}"]
+    return [f"n_H = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}",
+            f"n_W = floor(({n_w} + 2·{p} − {f}) / {s}) + 1 = {o_w}"]
+
+
+def drops_pixels(input_shape: Shape, f: int, s: int, p: int) -> bool:
+    """True when floor() leaves input rows or columns that no window covers."""
+    return any((n + 2 * p - f) % s for n in input_shape[:2])
+
+
+INT_AT_LEAST_1 = {"type": "integer", "minimum": 1}
+PADDING = {
+    "anyOf": [{"type": "integer", "minimum": 0}, {"enum": ["valid", "same"]}],
+    "default": 0,
+    "x-expected": "a whole number ≥ 0, 'valid' or 'same'",
+}

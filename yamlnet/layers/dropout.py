@@ -1,0 +1,35 @@
+"""dropout: inverted dropout; identity when not training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yamlnet.layers.base import Layer, register
+
+
+@register("dropout")
+class Dropout(Layer):
+    """While training, zero each value with probability ``rate`` and scale the rest by 1 / (1 − rate),
+    so that nothing needs rescaling at inference. Any input shape; the mask is drawn from the model's
+    random generator, so runs repeat exactly.
+    """
+
+    description = "zero a random share of values while training"
+    hyperparameters = {"rate": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.5,
+                                "description": "probability of dropping each value"}}
+
+    def build(self, input_shape, rng, dtype=np.float32, init="glorot"):
+        super().build(input_shape, rng, dtype, init)
+        self.rng = rng
+
+    def forward(self, x, training=False):
+        rate = self.config["rate"]
+        if not training or rate == 0:
+            self._mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=x.dtype) >= rate
+        self._mask = keep * x.dtype.type(1.0 / (1.0 - rate))
+        return x * self._mask
+
+    def backward(self, grad):
+        return grad if self._mask is None else grad * self._mask

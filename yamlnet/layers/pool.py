@@ -1,0 +1,133 @@
+"""maxpool2d and avgpool2d: f × f windows at stride s, each channel on its own; no parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yamlnet import kernels
+from yamlnet.errors import ShapeError
+from yamlnet.layers.base import (INT_AT_LEAST_1, PADDING, Layer, drops_pixels, explain_window, register,
+                                 resolve_padding, windowed_shape)
+
+
+class _Pool(Layer):
+    """Input (N, n_H_prev, n_W_prev, n_C) → output (N, n_H, n_W, n_C), n_H = floor((n_H_prev + 2p − f) / s) + 1."""
+
+    hyperparameters = {
+        "size": {**INT_AT_LEAST_1, "description": "window size f (f × f)"},
+        "stride": {**INT_AT_LEAST_1, "description": "stride s; defaults to size"},
+        "padding": {**PADDING, "description": "padding p on each side, at most size // 2"},
+    }
+    required = ("size",)
+
+    @classmethod
+    def complete(cls, config):
+        config.setdefault("stride", config["size"])
+
+    @property
+    def f(self) -> int:
+        return self.config["size"]
+
+    @property
+    def s(self) -> int:
+        return self.config["stride"]
+
+    @property
+    def p(self) -> int:
+        return resolve_padding(self.config["padding"], self.f, self.s)
+
+    def compute_output_shape(self, input_shape):
+        if self.p > self.f // 2:
+            raise ShapeError(f"padding may be at most size // 2 = {self.f // 2}, got {self.p}", key="padding")
+        return windowed_shape(self, input_shape, self.f, self.s, self.p, input_shape[2])
+
+    def hyperparameter_text(self):
+        return f"f={self.f} s={self.s} p={self.p}"
+
+    def drops_pixels(self) -> bool:
+        return drops_pixels(self.input_shape, self.f, self.s, self.p)
+
+    def explain(self):
+        return explain_window(self.input_shape, self.output_shape, self.f, self.s, self.p)
+
+    def _tiles(self) -> bool:
+        """Windows that tile the input exactly: pooling is then a reshape and a reduction."""
+        n_h, n_w, _ = self.output_shape
+        return self.s == self.f and self.p == 0 and self.input_shape[:2] == (n_h * self.f, n_w * self.f)
+
+    def _offsets(self):
+        return [(i, j) for i in range(self.f) for j in range(self.f)]
+
+
+@register("maxpool2d")
+class MaxPool2D(_Pool):
+    """Max over each window. Padding counts as −∞, so it is never the max.
+
+    Ties: the gradient goes to the first maximum of the window in row-major order (as in
+    PyTorch and Caffe), so the gradient of each window sums to its upstream gradient.
+    """
+
+    description = "max over each f × f window"
+
+    def forward(self, x, training=False):
+        n_h, n_w, _ = self.output_shape
+        f, s = self.f, self.s
+        if self._tiles():
+            n, _, _, c = x.shape
+            out = x.reshape(n, n_h, f, n_w, f, c).max(axis=(2, 4))
+            xp = x
+        else:
+            xp = kernels.pad(x, self.p, value=-np.inf)
+            out = kernels.offset_view(xp, 0, 0, s, n_h, n_w).copy()
+            for i, j in self._offsets()[1:]:
+                np.maximum(out, kernels.offset_view(xp, i, j, s, n_h, n_w), out=out)
+        if training:
+            self._cache = (xp, out)
+        return out
+
+    def backward(self, grad):
+        xp, out = self._cache
+        self._cache = None
+        n_h, n_w, _ = self.output_shape
+        dxp = np.zeros_like(xp)
+        taken = np.zeros(out.shape, dtype=bool)
+        for i, j in self._offsets():
+            is_max = kernels.offset_view(xp, i, j, self.s, n_h, n_w) == out
+            is_max &= ~taken
+            taken |= is_max
+            kernels.offset_view(dxp, i, j, self.s, n_h, n_w)[...] += grad * is_max
+        return kernels.unpad(dxp, self.p)
+
+
+@register("avgpool2d")
+class AvgPool2D(_Pool):
+    """Mean over each window; padded zeros count in the mean (PyTorch's count_include_pad)."""
+
+    description = "mean over each f × f window"
+
+    def forward(self, x, training=False):
+        n_h, n_w, _ = self.output_shape
+        f, s = self.f, self.s
+        scale = x.dtype.type(1.0 / (f * f))
+        if self._tiles():
+            n, _, _, c = x.shape
+            out = x.reshape(n, n_h, f, n_w, f, c).sum(axis=(2, 4))
+        else:
+            xp = kernels.pad(x, self.p)
+            out = kernels.offset_view(xp, 0, 0, s, n_h, n_w).copy()
+            for i, j in self._offsets()[1:]:
+                out += kernels.offset_view(xp, i, j, s, n_h, n_w)
+        out *= scale
+        if training:
+            self._cache = x.shape
+        return out
+
+    def backward(self, grad):
+        n, h, w, c = self._cache
+        p = self.p
+        n_h, n_w, _ = self.output_shape
+        dxp = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=grad.dtype)
+        share = grad * grad.dtype.type(1.0 / (self.f * self.f))
+        for i, j in self._offsets():
+            kernels.offset_view(dxp, i, j, self.s, n_h, n_w)[...] += share
+        return kernels.unpad(dxp, p)

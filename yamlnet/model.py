@@ -1,0 +1,182 @@
+"""Stage 3 of the pipeline: a resolved config becomes a ``Model``, a chain of NumPy layers.
+
+``make_layers`` works every shape out before any weight exists (``summary`` and ``validate`` stop
+there); ``Model`` then allocates weights and runs forward, backward and the fused loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from yamlnet.config import Document, resolve
+from yamlnet.errors import DataError, ShapeError
+from yamlnet.layers import LAYERS, Layer
+from yamlnet.layers.activation import RELU_LIKE
+from yamlnet.losses import softmax_cross_entropy
+from yamlnet.npzio import read_npz, write_npz_atomic
+
+FORMAT = "yamlnet-model-1"
+_PASS_THROUGH = {"dropout", "flatten", "maxpool2d", "avgpool2d"}
+
+
+def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
+    """The layers of ``config`` with ``input_shape`` and ``output_shape`` set; no weights yet."""
+    document = document or Document(data=config)
+    shape = tuple(config["input"])
+    layers = []
+    for index, layer_config in enumerate(config["layers"]):
+        layer = LAYERS[layer_config["type"]](layer_config["name"], layer_config)
+        try:
+            shape = layer.set_input_shape(shape)
+        except ShapeError as error:
+            raise document.error(("layers", index) + ((error.key,) if error.key else ()), error.message,
+                                 kind=ShapeError) from None
+        layers.append(layer)
+    return layers
+
+
+def initializer(layers: list[Layer], index: int) -> str:
+    """"he" when the layer's own activation, or the next activation layer, is ReLU-like; else "glorot"."""
+    activation = layers[index].activation
+    for later in layers[index + 1:]:
+        if activation not in ("", "linear") or later.type not in _PASS_THROUGH | {"activation"}:
+            break
+        if later.type == "activation":
+            activation = later.activation
+    return "he" if activation in RELU_LIKE else "glorot"
+
+
+class Model:
+    """A built network.
+
+    ``layers``: the layers in order, each with ``name``, ``type``, ``params``, ``grads``,
+    ``input_shape`` and ``output_shape``. Inputs are (N, n_H, n_W, n_C) in the model's dtype.
+    """
+
+    def __init__(self, config: dict, document: Document | None = None):
+        self.config = config
+        self.name: str = config["name"]
+        self.input_shape = tuple(config["input"])
+        self.dtype = np.dtype(config["training"]["dtype"])
+        self.layers = make_layers(config, document)
+        self.output_shape = self.layers[-1].output_shape
+        self.rng = np.random.default_rng(config["training"]["seed"])  # weights, then dropout masks
+        for index, layer in enumerate(self.layers):
+            layer.build(layer.input_shape, self.rng, self.dtype, initializer(self.layers, index))
+        trainable = [index for index, layer in enumerate(self.layers) if layer.params]
+        self._first_trainable = trainable[0] if trainable else len(self.layers)
+        for index, layer in enumerate(self.layers):
+            layer.needs_input_grad = index > self._first_trainable
+        self._fused = self.layers[-1].type == "softmax"
+
+    # -- math ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
+        x = self._check_input(x)
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Mean cross-entropy for integer labels y (N,), filling every layer's ``grads``.
+
+        Runs in training mode (dropout active). A final softmax is fused with the loss; without one,
+        the last layer's outputs are taken as logits.
+        """
+        loss, _ = self.train_step_forward(x, y)
+        return loss
+
+    def train_step_forward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
+        x = self._check_input(x)
+        body = self.layers[:-1] if self._fused else self.layers
+        for layer in body:
+            x = layer.forward(x, training=True)
+        loss, grad, probs = softmax_cross_entropy(x, np.asarray(y))
+        for layer in reversed(body[self._first_trainable:]):
+            grad = layer.backward(grad)
+        return loss, probs
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (N, n_classes), computed ``batch_size`` samples at a time."""
+        x = self._check_input(x)
+        out = []
+        for start in range(0, len(x), batch_size):
+            y = self.forward(x[start:start + batch_size])
+            out.append(y if self._fused else softmax_cross_entropy(y, np.zeros(len(y), int))[2])
+        return np.concatenate(out) if out else np.zeros((0,) + self.output_shape, self.dtype)
+
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape[1:] != self.input_shape:
+            raise DataError(f"input batch has shape {x.shape}; the model takes (N, "
+                            f"{', '.join(map(str, self.input_shape))})")
+        return x.astype(self.dtype, copy=False)
+
+    # -- parameters ----------------------------------------------------------------------
+    def parameters(self) -> dict[str, np.ndarray]:
+        """"layer/key" → parameter array (the arrays themselves: changing them changes the model)."""
+        return {f"{layer.name}/{key}": value for layer in self.layers for key, value in layer.params.items()}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {f"{layer.name}/{key}": value for layer in self.layers for key, value in layer.grads.items()}
+
+    def param_count(self) -> int:
+        return sum(layer.param_count() for layer in self.layers)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What ``save`` writes: the weights under ``params/`` and the resolved config as JSON."""
+        arrays = {f"params/{key}": value for key, value in self.parameters().items()}
+        arrays["__config__"] = np.array(json.dumps(self.config))
+        arrays["__format__"] = np.array(FORMAT)
+        return arrays
+
+    def save(self, path: str | Path) -> None:
+        """One ``.npz`` with the weights and the resolved config, written atomically."""
+        write_npz_atomic(path, self.arrays())
+
+    def load_weights(self, arrays: dict[str, np.ndarray], file: str | None = None) -> None:
+        """Copy ``params/layer/key`` arrays in, checking that each exists and has its layer's shape."""
+        expected = self.parameters()
+        for key, param in expected.items():
+            stored = arrays.get(f"params/{key}")
+            if stored is None:
+                raise DataError(f"has no weights for {key}; was it saved from another model?", file=file)
+            if stored.shape != param.shape:
+                raise DataError(f"{key} has shape {stored.shape} but layer {key.split('/')[0]} expects "
+                                f"{param.shape}", file=file)
+            if not np.issubdtype(stored.dtype, np.floating):
+                raise DataError(f"{key} has dtype {stored.dtype}; weights are floating point", file=file)
+            param[...] = stored
+        extra = sorted(key[len("params/"):] for key in arrays if key.startswith("params/")
+                       and key[len("params/"):] not in expected)
+        if extra:
+            raise DataError(f"holds weights the model does not have: {', '.join(extra)}", file=file)
+
+
+def build_model(source, overrides=()) -> Model:
+    """A ``Model`` from a path, a YAML string or a dict, with fresh weights drawn from ``training.seed``."""
+    config, document = resolve(source, overrides)
+    return Model(config, document)
+
+
+def config_from_arrays(arrays: dict[str, np.ndarray], file: str | None = None) -> dict:
+    if "__config__" not in arrays or arrays["__config__"].dtype.kind != "U":
+        raise DataError("is not a yamlnet model or checkpoint (it holds no config)", file=file)
+    try:
+        return json.loads(str(arrays["__config__"]))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"holds a config that is not valid JSON: {exc}", file=file) from None
+
+
+def load_model(path: str | Path) -> Model:
+    """A ``Model`` from ``Model.save`` (or a run's checkpoint), read with ``allow_pickle=False``."""
+    arrays = read_npz(path, "model file")
+    config, document = resolve(config_from_arrays(arrays, str(path)))
+    document.file = f"{path} (its config)"
+    model = Model(config, document)
+    model.load_weights(arrays, str(path))
+    return model
