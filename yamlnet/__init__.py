@@ -8,8 +8,10 @@
 from yamlnet.config import load_config
 from yamlnet.errors import ConfigError, DataError, ShapeError, TrainingError, YamlnetError
 from yamlnet.model import Model, build_model, load_model
+from yamlnet.train import TrainResult, train
+from yamlnet.evaluate import evaluate, predict_file as predict
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DataError", "Model", "ShapeError", "TrainingError", "YamlnetError",
-           "build_model", "load_config", "load_model", "__version__"]
+__all__ = ["ConfigError", "DataError", "Model", "ShapeError", "TrainResult", "TrainingError", "YamlnetError",
+           "build_model", "evaluate", "load_config", "load_model", "predict", "train", "__version__"]

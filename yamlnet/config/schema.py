@@ -55,8 +55,9 @@ TRAINING_PROPERTIES = {
         "type": "object", "additionalProperties": False, "default": {},
         "description": "stop when the metric has not improved for patience epochs",
         "properties": {
-            "metric": {"enum": ["val_loss", "val_accuracy", "loss", "accuracy"], "default": "val_loss",
-                       "description": "the metric watched; also picks best.npz"},
+            "metric": {"enum": ["val_accuracy", "val_loss", "accuracy", "loss"], "default": "val_accuracy",
+                       "description": "the metric watched; it also picks best.npz (without validation data, "
+                                      "val_x falls back to x)"},
             "patience": {"type": "integer", "minimum": 0, "default": 0, "description": "0 turns early stopping off"},
             "min_delta": {"type": "number", "minimum": 0, "default": 0.0,
                           "description": "smallest change that counts as better"},
@@ -86,7 +87,7 @@ def data_schema() -> dict:
         "type": "object",
         "additionalProperties": False,
         "properties": properties,
-        "allOf": [{"if": {"properties": {"dataset": {"const": name}}},
+        "allOf": [{"if": {"properties": {"dataset": {"const": name}}, "required": ["dataset"]},
                    "then": {"required": list(dataset.required)}}
                   for name, dataset in DATASETS.items() if dataset.required],
     }
@@ -94,8 +95,6 @@ def data_schema() -> dict:
 
 def build_schema() -> dict:
     """The whole JSON Schema of a model file (what ``yamlnet schema`` prints)."""
-    from yamlnet.data import digits, mnist, npz, shapes  # noqa: F401  (register the data sets)
-
     return {
         "$schema": DRAFT,
         "$id": "https://yamlnet.invalid/yamlnet.schema.json",
@@ -158,6 +157,10 @@ def validate(document: Document) -> dict:
         raise document.error((), f"a model file must be a mapping of keys (name, input, layers, data, "
                                  f"training), got {_got(data)}")
     errors = list(_Validator(schema()).iter_errors(data))
+    # A mistyped key also makes its correct spelling "missing": report the typo, not the absence.
+    mistyped = {tuple(error.absolute_path) for error in errors if error.validator == "additionalProperties"}
+    errors = [error for error in errors
+              if not (error.validator == "required" and tuple(error.absolute_path) in mistyped)]
     if errors:
         raise min((_explain(error, document) for error in errors), key=lambda found: found[0])[1]
     config = fill_defaults(schema(), copy.deepcopy(data))

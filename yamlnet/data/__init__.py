@@ -68,16 +68,14 @@ class DataSplits:
     scale: np.ndarray
 
 
-def load_data(config: dict, *, dtype=np.float32) -> DataSplits:
-    """Load and check ``config["data"]`` against the model's input and last layer, then split and normalize."""
-    from yamlnet.data import digits, mnist, npz, shapes  # noqa: F401  (register the loaders)
-
+def load_data(config: dict, n_classes: int, *, dtype=np.float32) -> DataSplits:
+    """Load ``config["data"]``, check it against the model's input and its ``n_classes`` outputs,
+    then split and normalize."""
     data = config["data"]
     dataset = DATASETS[data["dataset"]]
     input_shape = tuple(config["input"])
     seed = config["training"]["seed"]
     x, y, x_test, y_test = dataset.load(data, input_shape, seed)
-    n_classes = output_units(config)
     x, y = check_arrays(x, y, input_shape, n_classes, dataset, "data", dtype)
     if x_test is not None:
         x_test, y_test = check_arrays(x_test, y_test, input_shape, n_classes, dataset, "test data", dtype)
@@ -97,50 +95,40 @@ def load_data(config: dict, *, dtype=np.float32) -> DataSplits:
     return DataSplits(x, y, train, val, x_test, y_test, shift.astype(dtype), scale.astype(dtype))
 
 
-def output_units(config: dict) -> int:
-    """The number of classes the model predicts: the units of its last dense layer."""
-    for layer in reversed(config["layers"]):
-        if layer["type"] == "dense":
-            return layer["units"]
-    raise DataError("the model has no dense layer, so it does not say how many classes it predicts",
-                    key="layers")
-
-
 def check_arrays(x, y, input_shape, n_classes, dataset: Dataset, what: str, dtype):
     """Refuse data that does not fit the model; return x as ``dtype`` (N, n_H, n_W, n_C), y as int64."""
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise DataError(f"{what}: images must be (N, H, W) or (N, H, W, C), got an array of shape {x.shape}",
-                        key="data")
+        raise DataError(f"{what}: images must be (N, H, W) or (N, H, W, C), got an array of shape {x.shape}")
     if y.ndim != 1:
-        raise DataError(f"{what}: labels must be a 1-D array, got shape {y.shape}", key="data")
+        raise DataError(f"{what}: labels must be a 1-D array, got shape {y.shape}")
     if len(x) != len(y):
-        raise DataError(f"{what}: {len(x)} images but {len(y)} labels", key="data")
+        raise DataError(f"{what}: {len(x)} images but {len(y)} labels")
     if len(x) == 0:
-        raise DataError(f"{what}: holds no samples", key="data")
+        raise DataError(f"{what}: holds no samples")
     if tuple(x.shape[1:]) != input_shape:
         raise DataError(f"{what}: images are {' × '.join(map(str, x.shape[1:]))} but the model's input is "
-                        f"{' × '.join(map(str, input_shape))}", key="input")
+                        f"{' × '.join(map(str, input_shape))}")
     if not (np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)) or x.dtype == np.bool_:
-        raise DataError(f"{what}: images must be numbers, got dtype {x.dtype}", key="data")
+        raise DataError(f"{what}: images must be numbers, got dtype {x.dtype}")
     if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
                                                     and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
-        raise DataError(f"{what}: labels must be whole numbers, got dtype {y.dtype}", key="data")
+        raise DataError(f"{what}: labels must be whole numbers, got dtype {y.dtype}")
     x = x.astype(dtype, copy=False)
     if not np.all(np.isfinite(x)):
         bad = int(np.argmax(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
-        raise DataError(f"{what}: image {bad} holds NaN or infinity", key="data")
+        raise DataError(f"{what}: image {bad} holds NaN or infinity")
     y = y.astype(np.int64)
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= n_classes:
-        raise DataError(f"{what}: labels run from {low} to {high} but the last dense layer has {n_classes} "
-                        f"units, so labels must be 0..{n_classes - 1}", key="layers")
     classes = dataset.n_classes
     if classes is not None and classes != n_classes:
-        raise DataError(f"the {dataset.name} data set has {classes} classes but the last dense layer has "
-                        f"{n_classes} units", key="layers")
+        raise DataError(f"the {dataset.name} data set has {classes} classes but the model has "
+                        f"{n_classes} outputs")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        raise DataError(f"{what}: labels run from {low} to {high} but the model has {n_classes} "
+                        f"outputs, so labels must be 0..{n_classes - 1}")
     return x, y
 
 
@@ -159,3 +147,7 @@ def normalization(x: np.ndarray, train: np.ndarray, method: str) -> tuple[np.nda
     square = np.sum([np.square(x[s] - mean).sum(axis=(0, 1, 2), dtype=np.float64) for s in slices], axis=0)
     std = np.sqrt(square / count)
     return mean, np.where(std > 0, std, 1.0)
+
+
+# Registration order is the order of the schema's enum: fixed here, whatever is imported first.
+from yamlnet.data import digits, shapes, npz, mnist  # noqa: E402, F401

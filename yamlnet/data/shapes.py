@@ -52,7 +52,7 @@ def generate(n: int, shape: tuple[int, int, int], seed: int, noise: float = 0.2)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         m = stop - start
-        r = rng.uniform(0.25, 0.45, m).astype(np.float32) * smallest  # half the figure's extent
+        r = rng.uniform(0.25, 0.45, m).astype(np.float32) * (smallest - 1)  # half the figure's extent
         cy = rng.uniform(r, n_h - 1 - r)
         cx = rng.uniform(r, n_w - 1 - r)
         t = np.maximum(1.0, rng.uniform(0.08, 0.16, m) * smallest).astype(np.float32)

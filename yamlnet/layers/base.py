@@ -89,6 +89,10 @@ class Layer:
         """f / s / p (or similar) for the summary table."""
         return ""
 
+    def drops_pixels(self) -> bool:
+        """True when floor() in the size formula leaves input rows or columns unused."""
+        return False
+
     @property
     def activation(self) -> str:
         return self.config.get("activation", "")

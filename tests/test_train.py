@@ -1,0 +1,181 @@
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import yamlnet
+from yamlnet.cli import app
+from yamlnet.errors import TrainingError
+from yamlnet.progress import Reporter
+from yamlnet.train import train
+
+SMALL = {
+    "name": "small",
+    "input": [8, 8, 1],
+    "layers": [
+        {"name": "conv1", "type": "conv2d", "filters": 4, "size": 3, "padding": 1, "activation": "relu"},
+        {"name": "pool", "type": "maxpool2d", "size": 2},
+        {"name": "drop", "type": "dropout", "rate": 0.2},
+        {"name": "fc", "type": "dense", "units": 10},
+        {"name": "prediction", "type": "softmax"},
+    ],
+    "data": {"dataset": "digits", "validation_split": 0.25},
+    "training": {"epochs": 3, "batch_size": 64, "learning_rate": 0.05, "optimizer": "momentum", "seed": 1},
+}
+
+
+def with_training(**changes):
+    return {**SMALL, "training": {**SMALL["training"], **changes}}
+
+
+def metrics_without_seconds(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+def weights(run_dir, name="last.npz"):
+    with np.load(run_dir / "checkpoints" / name, allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files if k.startswith("params/")}
+
+
+def test_a_run_leaves_everything_behind(tmp_path):
+    result = train(SMALL, out=tmp_path / "run")
+    run_dir = result.run_dir
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run.json",
+                                                         "summary.txt"]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert set(records[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert records[-1]["val_accuracy"] > 0.5  # three epochs on digits learn something
+    config = yamlnet.load_config(run_dir / "config.yaml")
+    assert config["training"]["beta1"] == 0.9  # defaults filled in
+    assert "best val_accuracy" in result.final_line() and str(run_dir) in result.final_line()
+    best = yamlnet.load_model(run_dir / "checkpoints" / "best.npz")
+    assert best.param_count() == 4 * 9 + 4 + 64 * 10 + 10
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+def test_same_file_and_seed_same_run(tmp_path):
+    first = train(SMALL, out=tmp_path / "a").run_dir
+    second = train(SMALL, out=tmp_path / "b").run_dir
+    assert metrics_without_seconds(first) == metrics_without_seconds(second)
+    for key, value in weights(first).items():
+        assert np.array_equal(value, weights(second)[key])
+
+
+class _Interrupt(Reporter):
+    """Presses Ctrl-C (a real SIGINT) at one batch of one epoch."""
+
+    def __init__(self, epoch, batch):
+        self.at, self.epoch = (epoch, batch), None
+
+    def start_epoch(self, epoch, epochs, n_batches, done):
+        self.epoch = epoch
+
+    def batch(self, done, loss, accuracy, samples_per_s):
+        if (self.epoch, done) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path, optimizer):
+    config = with_training(optimizer=optimizer, learning_rate=0.01 if optimizer == "adam" else 0.05)
+    whole = train(config, out=tmp_path / "whole").run_dir
+    stopped = train(config, out=tmp_path / "stopped", reporter=_Interrupt(epoch=2, batch=5))
+    assert stopped.interrupted and len(stopped.metrics) == 1
+    resumed = train(resume=tmp_path / "stopped").run_dir
+    assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
+    for key, value in weights(whole).items():
+        assert np.array_equal(value, weights(resumed)[key]), key
+
+
+class _Crash(Reporter):
+    def __init__(self, epoch):
+        self.crash_after = epoch
+
+    def end_epoch(self, record, epochs):
+        if record["epoch"] == self.crash_after:
+            raise RuntimeError("power cut")
+
+
+def test_a_crash_after_any_epoch_resumes_to_the_same_end(tmp_path):
+    whole = train(SMALL, out=tmp_path / "whole").run_dir
+    with pytest.raises(RuntimeError):
+        train(SMALL, out=tmp_path / "crashed", reporter=_Crash(epoch=2))
+    with open(tmp_path / "crashed" / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "loss": 1')  # a line cut short as the process died
+    resumed = train(resume=tmp_path / "crashed").run_dir
+    assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
+    assert all(np.array_equal(v, weights(resumed)[k]) for k, v in weights(whole).items())
+
+
+def test_nan_loss_stops_with_exit_1_and_keeps_good_weights(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "m.yaml"
+    config = with_training(learning_rate=1e6, optimizer="sgd")
+    config["layers"] = [{**SMALL["layers"][0], "activation": "linear"}, *SMALL["layers"][1:]]
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 1
+    assert "the loss became" in result.output and "epoch 1, batch" in result.output
+    assert "smaller learning_rate" in result.output
+    last = weights(tmp_path / "run")
+    assert all(np.all(np.isfinite(v)) for v in last.values())
+
+
+def test_early_stopping(tmp_path):
+    config = with_training(epochs=20, learning_rate=1e-12, optimizer="sgd",
+                           early_stopping={"metric": "val_loss", "patience": 2, "min_delta": 0.01})
+    result = train(config, out=tmp_path / "run")
+    assert len(result.metrics) == 3
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ({"type": "step", "step_size": 2, "gamma": 0.5}, [0.05, 0.05, 0.025, 0.025]),
+    ({"type": "cosine"}, [0.05, 0.05 * (1 + np.cos(np.pi / 4)) / 2, 0.025, 0.05 * (1 + np.cos(3 * np.pi / 4)) / 2]),
+])
+def test_learning_rate_schedules(tmp_path, schedule, expected):
+    result = train(with_training(epochs=4, lr_schedule=schedule), out=tmp_path / "run")
+    assert np.allclose([r["learning_rate"] for r in result.metrics], expected)
+
+
+def test_cli_train_evaluate_predict(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(path), "--out", str(run_dir), "--quiet",
+                                 "--set", "training.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"run: {run_dir}  best val_accuracy")
+    assert len(result.output.strip().splitlines()) == 1
+    assert "--set training.epochs=2" in (run_dir / "config.yaml").read_text()
+    assert json.loads((run_dir / "run.json").read_text())["overrides"] == ["training.epochs=2"]
+
+    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--json"]).output)
+    assert report["samples"] == round(1797 * 0.25)
+    assert np.array(report["confusion"]).sum() == report["samples"]
+    assert 0 <= report["accuracy"] <= 1 and len(report["precision"]) == 10
+
+    from yamlnet.data.digits import load_digits
+    x, y, _, _ = load_digits(None, None, 0)
+    np.savez(tmp_path / "in.npz", x=x[:7], y=y[:7])
+    csv = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "in.npz")]).output.splitlines()
+    assert csv[0] == "index,predicted," + ",".join(f"p{k}" for k in range(10)) and len(csv) == 8
+    assert abs(sum(float(p) for p in csv[1].split(",")[2:]) - 1) < 1e-4
+    assert runner.invoke(app, ["evaluate", str(run_dir), "--data", str(tmp_path / "in.npz")]).exit_code == 0
+    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "nothing.npz")])
+    assert result.exit_code == 2 and "no such input file" in result.output
+
+
+def test_training_with_float64_and_no_validation(tmp_path):
+    config = {**with_training(dtype="float64", epochs=1), "data": {"dataset": "digits", "validation_split": 0}}
+    result = train(config, out=tmp_path / "run")
+    assert result.metrics[0]["val_accuracy"] is None and result.best_metric == "accuracy"
+    assert "best accuracy" in result.final_line()
+    with pytest.raises(TrainingError.__bases__[0], match="already holds a run"):
+        train(config, out=tmp_path / "run")

@@ -1,0 +1,3 @@
+from yamlnet.cli import main
+
+main()

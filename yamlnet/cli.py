@@ -1,0 +1,142 @@
+"""The ``yamlnet`` command. Thin: options in, one call into the API, errors mapped to exit codes.
+
+A ``YamlnetError`` (the user's mistake) prints one line on stderr and exits with its code (2, or 1
+for a training failure); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from yamlnet.errors import YamlnetError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Small convolutional networks described in one YAML file, trained with NumPy.")
+
+SET_HELP = "Override a key of the file: training.learning_rate=0.05, layers.conv1.filters=16 (repeatable)."
+SetOption = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command):
+    """Turn a ``YamlnetError`` into one line on stderr and its exit status."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except YamlnetError as error:
+            _fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return run
+
+
+@app.command()
+@user_errors
+def validate(files: List[Path] = typer.Argument(..., help="Model files to check."),
+             set_: Optional[List[str]] = SetOption):
+    """Check model files against the schema and their shapes; one line per file."""
+    from yamlnet.config import resolve
+    from yamlnet.model import make_layers
+
+    bad = 0
+    for file in files:
+        try:
+            config, document = resolve(file, set_ or ())
+            make_layers(config, document)
+            typer.echo(f"{file}: ok")
+        except YamlnetError as error:
+            bad += 1
+            typer.echo(str(error), err=True)
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+@user_errors
+def summary(file: Path = typer.Argument(..., help="The model file."),
+            as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+            explain: bool = typer.Option(False, "--explain", help="Show the arithmetic behind every figure."),
+            set_: Optional[List[str]] = SetOption):
+    """Shapes, f / s / p, parameters and mult-adds of every layer, before any training."""
+    from yamlnet.config import resolve
+    from yamlnet.model import make_layers
+    from yamlnet.summary import render, summarize
+
+    config, document = resolve(file, set_ or ())
+    layers = make_layers(config, document)
+    typer.echo(json.dumps(summarize(config, layers), indent=2) if as_json else render(config, layers, explain))
+
+
+@app.command()
+def schema():
+    """Print the JSON Schema of model files (schemas/yamlnet.schema.json is this output)."""
+    from yamlnet.config import build_schema
+
+    typer.echo(json.dumps(build_schema(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+@user_errors
+def train(file: Optional[Path] = typer.Argument(None, help="The model file (not needed with --resume)."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Run directory [default: runs/<name>/<time>/]."),
+          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
+          set_: Optional[List[str]] = SetOption):
+    """Train the model with mini-batch gradient descent, as the file says."""
+    from yamlnet.train import train as run_training
+
+    if resume is not None and (file is not None or set_):
+        _fail("--resume continues a run as it was configured: give no model file and no --set", 2)
+    result = run_training(file, out, set_ or (), resume=resume, quiet=quiet)
+    typer.echo(result.final_line())
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+@user_errors
+def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
+             data: Optional[Path] = typer.Option(None, "--data", help="An .npz with arrays x and y [default: the "
+                                                                      "run's validation part]."),
+             as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
+    """Loss, accuracy, per-class precision and recall, and the confusion matrix."""
+    from yamlnet.evaluate import evaluate as run_evaluation, render_report
+
+    report = run_evaluation(run, data)
+    typer.echo(json.dumps(report, indent=2) if as_json else render_report(report))
+
+
+@app.command()
+@user_errors
+def predict(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
+            inputs: Path = typer.Argument(..., help="An .npz whose array x holds the images."),
+            out: Optional[Path] = typer.Option(None, "--out", help="Write the CSV here instead of stdout.")):
+    """Predicted class and class probabilities for each image, as CSV."""
+    from yamlnet.evaluate import predict_file, to_csv
+
+    text = to_csv(predict_file(run, inputs))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``--set KEY=VALUE``: change one key of a loaded file before it is validated.
+
+KEY is a dotted path — ``training.learning_rate``, ``data.dataset`` — in which a layer is named
+by its name or its index: ``layers.conv1.filters`` or ``layers[0].size``. VALUE is read as YAML,
+so ``0.05``, ``true``, ``same`` and ``{type: cosine}`` mean what they would in the file.
+"""
+
+from __future__ import annotations
+
+import re
+
+from yamlnet.config.loader import Document, default_layer_names, parse_yaml
+from yamlnet.errors import ConfigError
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_key(key: str) -> list:
+    """``layers[0].size`` → ["layers", 0, "size"]; names stay strings, [i] become ints."""
+    parts, position = [], 0
+    for match in _PART.finditer(key):
+        between = key[position:match.start()]
+        if between not in ("", "."):
+            raise ValueError(between)
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        position = match.end()
+    if not parts or key[position:] or key.startswith(".") or ".." in key:
+        raise ValueError(key)
+    return parts
+
+
+def apply_overrides(document: Document, overrides) -> None:
+    """Apply each ``KEY=VALUE`` to ``document.data`` in order, recording where each value came from."""
+    for item in overrides:
+        origin = f"--set {item}"
+        key, sep, raw = item.partition("=")
+        try:
+            parts = parse_key(key.strip())
+        except ValueError:
+            parts = None
+        if not sep or parts is None:
+            raise ConfigError("expected KEY=VALUE with a dotted KEY, like training.learning_rate=0.05",
+                              key=origin)
+        try:
+            value = parse_yaml(raw, None).data if raw.strip() else None
+        except ConfigError as error:
+            raise ConfigError(f"the value is not valid YAML: {error.message}", key=origin) from None
+        if not isinstance(document.data, dict):
+            raise ConfigError("the file is not a mapping, so nothing in it can be set", key=origin)
+        path = _resolve_path(document.data, parts, origin)
+        container = document.data
+        for depth, part in enumerate(path[:-1]):
+            if isinstance(container, dict) and not isinstance(container.get(part), (dict, list)):
+                if isinstance(path[depth + 1], int):
+                    raise ConfigError(f"{'.'.join(map(str, path[:depth + 1]))} is not a list", key=origin)
+                container[part] = {}
+            container = container[part]
+        if not isinstance(container, (dict, list)):
+            raise ConfigError(f"{'.'.join(map(str, path[:-1]))} is not a mapping", key=origin)
+        container[path[-1]] = value
+        path = tuple(path)
+        for table in (document.marks, document.key_marks, document.origins):
+            for stale in [p for p in table if p[:len(path)] == path]:
+                del table[stale]
+        document.origins[path] = origin
+
+
+def _resolve_path(data: dict, parts: list, origin: str) -> list:
+    """Turn ``layers.<name>`` and ``layers[i]`` into list indices, with a clear error when they miss."""
+    if parts[0] != "layers" or len(parts) < 2:
+        if any(isinstance(part, int) for part in parts):
+            raise ConfigError("only layers are indexed with [i]", key=origin)
+        return parts
+    layers = data.get("layers")
+    if not isinstance(layers, list):
+        raise ConfigError("the file has no list of layers", key=origin)
+    names = default_layer_names(layers)
+    selector = parts[1]
+    if isinstance(selector, int):
+        if selector >= len(layers):
+            raise ConfigError(f"there is no layers[{selector}]; the file has {len(layers)} layers", key=origin)
+        index = selector
+    elif selector in names:
+        index = names.index(selector)
+    else:
+        raise ConfigError(f"no layer named {selector}; layers are {', '.join(names)}", key=origin)
+    if len(parts) == 2:
+        raise ConfigError("name a key of the layer, like layers.conv1.filters=16", key=origin)
+    return ["layers", index, *parts[2:]]

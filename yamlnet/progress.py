@@ -1,0 +1,85 @@
+"""What ``train`` prints while it runs: a progress bar on a terminal, a line every few seconds
+elsewhere (logs, CI), one line per finished epoch, and nothing but the final line with --quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def epoch_line(record: dict, epochs: int) -> str:
+    text = f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  loss {record['loss']:.4f}  acc {record['accuracy']:.4f}"
+    if record.get("val_loss") is not None:
+        text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
+    return text + f"  lr {record['learning_rate']:.4g}  {record['seconds']:.1f}s"
+
+
+class Reporter:
+    """Silent (``--quiet``); the base of the others."""
+
+    def start_epoch(self, epoch: int, epochs: int, n_batches: int, done: int) -> None: ...
+    def batch(self, done: int, loss: float, accuracy: float, samples_per_s: float) -> None: ...
+    def end_epoch(self, record: dict, epochs: int) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainReporter(Reporter):
+    """Lines only: every ``every`` seconds within an epoch, and one per epoch."""
+
+    def __init__(self, stream=None, every: float = 5.0):
+        self.stream, self.every = stream or sys.stdout, every
+
+    def start_epoch(self, epoch, epochs, n_batches, done):
+        self.epoch, self.epochs, self.n_batches = epoch, epochs, n_batches
+        self.last = time.perf_counter()
+
+    def batch(self, done, loss, accuracy, samples_per_s):
+        if time.perf_counter() - self.last >= self.every:
+            self.last = time.perf_counter()
+            self.message(f"epoch {self.epoch}/{self.epochs}  batch {done}/{self.n_batches}  loss {loss:.4f}  "
+                         f"acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s")
+
+    def end_epoch(self, record, epochs):
+        self.message(epoch_line(record, epochs))
+
+    def message(self, text):
+        print(text, file=self.stream, flush=True)
+
+
+class RichReporter(PlainReporter):
+    """A rich progress bar for the batches of each epoch (loss, accuracy, samples/s, time left)."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                                 console=console, transient=True)
+        self.progress.start()
+        self.task = None
+
+    def start_epoch(self, epoch, epochs, n_batches, done):
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=n_batches, completed=done, stats="")
+
+    def batch(self, done, loss, accuracy, samples_per_s):
+        self.progress.update(self.task, completed=done,
+                             stats=f"loss {loss:.4f} acc {accuracy:.4f} {samples_per_s:,.0f} samples/s")
+
+    def message(self, text):
+        self.progress.console.print(text, highlight=False, markup=False)
+
+    def close(self):
+        self.progress.stop()
+
+
+def make_reporter(quiet: bool) -> Reporter:
+    if quiet:
+        return Reporter()
+    from rich.console import Console
+
+    console = Console()
+    return RichReporter(console) if console.is_terminal else PlainReporter()

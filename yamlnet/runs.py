@@ -1,0 +1,113 @@
+"""Run directories: everything a training run leaves behind, written so that a crash loses nothing.
+
+    runs/<name>/<YYYYmmdd-HHMMSS>/
+      config.yaml            the resolved config: defaults filled in, overrides applied
+      run.json               where it came from: the source file, the overrides, the yamlnet version
+      metrics.jsonl          one JSON object per finished epoch
+      checkpoints/last.npz   weights, optimizer state and loop state after the last epoch (or Ctrl-C)
+      checkpoints/best.npz   weights of the best epoch so far
+      summary.txt            the model summary and the final metrics
+
+Checkpoints are written atomically (temporary file, fsync, rename). metrics.jsonl is cut back to
+the checkpoint's epoch on resume, so a crash between the two never leaves a line twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from yamlnet.errors import DataError
+from yamlnet.npzio import read_npz, write_npz_atomic, write_text_atomic
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+LAST = Path("checkpoints") / "last.npz"
+BEST = Path("checkpoints") / "best.npz"
+
+
+def new_run_dir(config: dict, out: str | os.PathLike | None) -> Path:
+    """``out``, or ``runs/<name>/<timestamp>/`` (with a suffix if that second is taken)."""
+    if out is not None:
+        path = Path(out)
+        if (path / METRICS).exists() or (path / LAST).exists():
+            raise DataError("already holds a run; resume it with --resume, or choose another --out",
+                            file=str(path))
+    else:
+        base = Path("runs") / config["name"] / time.strftime("%Y%m%d-%H%M%S")
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    try:
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the run directory: {exc.strerror}", file=str(path)) from None
+    return path
+
+
+def write_config(run_dir: Path, config: dict, source: str | None, overrides) -> None:
+    header = "# The resolved config of this run: defaults filled in"
+    if overrides:
+        header += ", overrides applied:\n" + "".join(f"#   --set {item}\n" for item in overrides)
+    else:
+        header += ".\n"
+    write_text_atomic(run_dir / CONFIG, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    from yamlnet import __version__
+    write_text_atomic(run_dir / "run.json", json.dumps(
+        {"source": source, "overrides": list(overrides), "yamlnet": __version__}, indent=2) + "\n")
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with open(run_dir / METRICS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a crash: everything after it is lost anyway
+    return records
+
+
+def truncate_metrics(run_dir: Path, n_epochs: int) -> None:
+    """Keep the first ``n_epochs`` records (those the checkpoint knows of)."""
+    records = read_metrics(run_dir)[:n_epochs]
+    write_text_atomic(run_dir / METRICS, "".join(json.dumps(record) + "\n" for record in records))
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], state: dict) -> None:
+    write_npz_atomic(path, {**arrays, "__state__": np.array(json.dumps(state))})
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    arrays = read_npz(path, "checkpoint")
+    state = arrays.pop("__state__", None)
+    return arrays, json.loads(str(state)) if state is not None else {}
+
+
+def model_file(path: str | os.PathLike) -> Path:
+    """The weights to use from a run directory (best.npz, else last.npz), or ``path`` itself."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (BEST, LAST):
+            if (path / candidate).is_file():
+                return path / candidate
+        raise DataError("is not a run directory with checkpoints (no checkpoints/best.npz or last.npz)",
+                        file=str(path))
+    if not path.exists():
+        raise DataError("no such run directory or model file", file=str(path))
+    return path

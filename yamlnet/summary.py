@@ -1,0 +1,74 @@
+"""What ``yamlnet summary`` shows: shapes, f / s / p, params and mult-adds, before any weight exists."""
+
+from __future__ import annotations
+
+from yamlnet.layers import Layer
+
+BYTES = {"float32": 4, "float64": 8}
+
+
+def shape_text(shape) -> str:
+    return " × ".join(str(n) for n in shape)
+
+
+def summarize(config: dict, layers: list[Layer]) -> dict:
+    """The summary as JSON-ready data: ``{"name", "input", "layers": [...], "total_params", "total_macs"}``."""
+    return {
+        "name": config["name"],
+        "input": list(config["input"]),
+        "layers": [{"name": layer.name, "type": layer.type, "output_shape": list(layer.output_shape),
+                    "params": layer.param_count(), "macs": layer.macs()} for layer in layers],
+        "total_params": sum(layer.param_count() for layer in layers),
+        "total_macs": sum(layer.macs() for layer in layers),
+    }
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1024
+
+
+def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
+    """A table in the manner of Keras' ``model.summary()``; with ``explain``, the arithmetic under each row."""
+    itemsize = BYTES[config["training"]["dtype"]]
+    header = ("Layer (type)", "Output shape", "f / s / p", "Activation", "Params", "Mult-adds")
+    rows, notes = [], {}
+    for layer in layers:
+        fsp = layer.hyperparameter_text()
+        if fsp and layer.drops_pixels():
+            fsp += " *"
+            notes["*"] = "* floor() leaves input rows or columns that no window covers"
+        activation = layer.activation if layer.activation not in ("", "linear") else ""
+        rows.append((f"{layer.name} ({layer.type})", shape_text(layer.output_shape), fsp, activation,
+                     f"{layer.param_count():,}", f"{layer.macs():,}", layer.explain() if explain else []))
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(6)]
+    right = {4, 5}
+
+    def line(cells):
+        return "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+                         for i, cell in enumerate(cells)).rstrip()
+
+    rule = "─" * len(line(header))
+    total_params = sum(layer.param_count() for layer in layers)
+    activations = sum(_elements(layer.output_shape) for layer in layers)
+    out = [f"Model: {config['name']}    input: {shape_text(config['input'])}    dtype: {config['training']['dtype']}",
+           rule, line(header), rule]
+    for row in rows:
+        out.append(line(row[:6]))
+        out.extend(" " * 4 + step for step in row[6])
+    out += [rule,
+            f"Total params: {total_params:,}",
+            f"Parameter memory: {_bytes(total_params * itemsize)}",
+            f"Total mult-adds: {sum(layer.macs() for layer in layers):,}",
+            f"Activation memory per sample: {_bytes((_elements(config['input']) + activations) * itemsize)}"]
+    out += list(notes.values())
+    return "\n".join(out)
+
+
+def _elements(shape) -> int:
+    n = 1
+    for size in shape:
+        n *= size
+    return n

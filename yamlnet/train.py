@@ -1,0 +1,261 @@
+"""Stage 4 of the pipeline: mini-batch gradient descent with the settings of the same file.
+
+Each epoch: shuffle the training part, then per batch forward → fused softmax cross-entropy →
+backward → optimizer step; then validate, append a line to metrics.jsonl, checkpoint. Everything
+random comes from ``training.seed``, and the checkpoint holds every random state, so a run that
+is stopped and resumed ends exactly where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from yamlnet import runs
+from yamlnet.config import resolve
+from yamlnet.data import load_data
+from yamlnet.errors import DataError, ShapeError, TrainingError
+from yamlnet.evaluate import loss_and_accuracy, predict
+from yamlnet.model import Model, make_layers
+from yamlnet.optim import OPTIMIZERS, learning_rate_at
+from yamlnet.progress import Reporter, make_reporter
+from yamlnet.summary import render
+
+_HIGHER_IS_BETTER = {"accuracy", "val_accuracy"}
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands; saved in every checkpoint (with the arrays it cannot hold as JSON)."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches of the current epoch finished (non-zero only after Ctrl-C)
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    shuffle_rng: dict = field(default_factory=dict)
+    model_rng: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: list[dict]
+    best_epoch: int
+    best_metric: str
+    best_value: float | None
+    interrupted: bool = False
+
+    @property
+    def final(self) -> dict:
+        return self.metrics[-1] if self.metrics else {}
+
+    def final_line(self) -> str:
+        if not self.metrics:
+            return f"run: {self.run_dir}  (no epoch finished)"
+        best = next(record for record in self.metrics if record["epoch"] == self.best_epoch)
+        val = best.get("val_accuracy")
+        accuracy = f"best val_accuracy {val:.4f}" if val is not None else f"best accuracy {best['accuracy']:.4f}"
+        return f"run: {self.run_dir}  {accuracy} (epoch {self.best_epoch}, by {self.best_metric})"
+
+
+class _StopFlag:
+    """Ctrl-C asks the loop to stop after the current batch; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
+          reporter: Reporter | None = None) -> TrainResult:
+    """Train the model of ``source`` (a path, YAML string or dict) and return its run.
+
+    ``out``: the run directory (default ``runs/<name>/<timestamp>/``); ``overrides``: ``KEY=VALUE``
+    strings as for ``--set``; ``resume``: a run directory to continue instead of starting one.
+    """
+    reporter = reporter or make_reporter(quiet)
+    try:
+        return _Trainer(source, out, tuple(overrides), resume, reporter).run()
+    finally:
+        reporter.close()
+
+
+class _Trainer:
+    def __init__(self, source, out, overrides, resume, reporter):
+        self.reporter = reporter
+        if resume is not None:
+            self.run_dir = Path(resume)
+            if not (self.run_dir / runs.CONFIG).is_file():
+                raise DataError("is not a run directory (no config.yaml)", file=str(self.run_dir))
+            config, document = resolve(self.run_dir / runs.CONFIG)
+        else:
+            if source is None:
+                raise DataError("train needs a model file, or --resume with a run directory")
+            config, document = resolve(source, overrides)
+        self.config, self.training = config, config["training"]
+        self.model = Model(config, document)
+        if len(self.model.output_shape) != 1:
+            raise document.error(("layers", len(config["layers"]) - 1),
+                                 f"the model ends in a volume {self.model.output_shape}; a classifier ends in "
+                                 f"a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
+        self.data = load_data(config, self.model.output_shape[0], dtype=self.model.dtype)
+        self.optimizer = OPTIMIZERS[self.training["optimizer"]](self.model.parameters(), self.training)
+        self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
+        self.state = LoopState()
+        self.order: np.ndarray | None = None
+        stopping = self.training["early_stopping"]
+        has_val = len(self.data.val) > 0
+        metric = stopping["metric"]
+        self.metric = metric if has_val or not metric.startswith("val_") else metric[4:]
+        if resume is not None:
+            self._restore()
+        else:
+            self.run_dir = runs.new_run_dir(config, out)
+            runs.write_config(self.run_dir, config, str(source) if not isinstance(source, dict) else None, overrides)
+            self._save_last()  # from the start, a run directory always holds weights to resume from
+        self.metrics = runs.read_metrics(self.run_dir)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        arrays = self.model.arrays()
+        arrays.update({f"optim/{key}": value for key, value in self.optimizer.state.items()})
+        arrays["normalization/shift"] = self.data.shift
+        arrays["normalization/scale"] = self.data.scale
+        if self.state.batch:
+            arrays["loop/order"] = self.order
+        return arrays
+
+    def _save_last(self) -> None:
+        self.state.shuffle_rng = self.shuffle_rng.bit_generator.state
+        self.state.model_rng = self.model.rng.bit_generator.state
+        runs.save_checkpoint(self.run_dir / runs.LAST, self._checkpoint_arrays(), vars(self.state))
+
+    def _restore(self) -> None:
+        path = self.run_dir / runs.LAST
+        if not path.is_file():
+            return  # stopped before the first checkpoint: start over in the same directory
+        arrays, state = runs.read_checkpoint(path)
+        self.model.load_weights(arrays, str(path))
+        self.optimizer.load_state({key[len("optim/"):]: value for key, value in arrays.items()
+                                   if key.startswith("optim/")})
+        self.state = LoopState(**state)
+        self.shuffle_rng.bit_generator.state = self.state.shuffle_rng
+        self.model.rng.bit_generator.state = self.state.model_rng
+        self.order = arrays.get("loop/order")
+        runs.truncate_metrics(self.run_dir, self.state.epoch)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        epochs, batch_size = self.training["epochs"], self.training["batch_size"]
+        x, y, train_idx = self.data.x, self.data.y, self.data.train
+        n_batches = math.ceil(len(train_idx) / batch_size)
+        interrupted = False
+        # Overflow is caught below as a non-finite loss, with a message better than NumPy's warnings.
+        with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while self.state.epoch < epochs and not self._should_stop():
+                epoch = self.state.epoch
+                learning_rate = learning_rate_at(self.training, epoch)
+                if self.state.batch == 0:
+                    self.order = (self.shuffle_rng.permutation(train_idx) if self.config["data"]["shuffle"]
+                                  else train_idx)
+                self.reporter.start_epoch(epoch + 1, epochs, n_batches, self.state.batch)
+                started = time.perf_counter()
+                samples_then = self.state.seen
+                while self.state.batch < n_batches:
+                    if stop.requested:
+                        break
+                    index = self.order[self.state.batch * batch_size:(self.state.batch + 1) * batch_size]
+                    labels = y[index]
+                    loss, probs = self.model.train_step_forward(x[index], labels)
+                    if not math.isfinite(loss):
+                        raise TrainingError(
+                            f"the loss became {loss} in epoch {epoch + 1}, batch {self.state.batch + 1}; try a "
+                            f"smaller learning_rate (now {learning_rate:g}). {runs.LAST} keeps the last good "
+                            f"weights", file=str(self.run_dir))
+                    self.optimizer.step(self.model.gradients(), learning_rate)
+                    self.state.batch += 1
+                    self.state.loss_sum += loss * len(index)
+                    self.state.correct += int(np.sum(probs.argmax(axis=1) == labels))
+                    self.state.seen += len(index)
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    self.reporter.batch(self.state.batch, self.state.loss_sum / self.state.seen,
+                                        self.state.correct / self.state.seen,
+                                        (self.state.seen - samples_then) / elapsed)
+                if stop.requested:
+                    self._save_last()
+                    interrupted = True
+                    self.reporter.message(f"interrupted in epoch {epoch + 1}; checkpoint written. "
+                                          f"Resume with: yamlnet train --resume {self.run_dir}")
+                    break
+                self._end_epoch(learning_rate, time.perf_counter() - started)
+        result = self._result(interrupted)
+        if not interrupted:
+            self._write_summary(result)
+        return result
+
+    def _end_epoch(self, learning_rate: float, seconds: float) -> None:
+        state = self.state
+        record = {"epoch": state.epoch + 1, "loss": state.loss_sum / state.seen,
+                  "accuracy": state.correct / state.seen, "val_loss": None, "val_accuracy": None,
+                  "learning_rate": learning_rate, "seconds": round(seconds, 3)}
+        if len(self.data.val):
+            probs = predict(self.model, self.data.x, self.data.val)
+            record["val_loss"], record["val_accuracy"] = loss_and_accuracy(probs, self.data.y[self.data.val])
+        state.epoch += 1
+        state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
+        self.order = None
+        value = record[self.metric]
+        sign = 1 if self.metric in _HIGHER_IS_BETTER else -1
+        if state.best is None or sign * (value - state.best) > self.training["early_stopping"]["min_delta"]:
+            state.best, state.best_epoch, state.bad_epochs = value, state.epoch, 0
+            runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint_arrays(), {"epoch": state.epoch})
+        else:
+            state.bad_epochs += 1
+        runs.append_metrics(self.run_dir, record)
+        self.metrics.append(record)
+        self._save_last()
+        self.reporter.end_epoch(record, self.training["epochs"])
+
+    def _should_stop(self) -> bool:
+        patience = self.training["early_stopping"]["patience"]
+        if patience and self.state.bad_epochs >= patience:
+            self.reporter.message(f"early stopping: {self.metric} has not improved for {patience} epochs")
+            return True
+        return False
+
+    def _result(self, interrupted: bool) -> TrainResult:
+        return TrainResult(self.run_dir, list(self.metrics), self.state.best_epoch, self.metric,
+                           self.state.best, interrupted)
+
+    def _write_summary(self, result: TrainResult) -> None:
+        from yamlnet.progress import epoch_line
+        from yamlnet.npzio import write_text_atomic
+
+        lines = [render(self.config, make_layers(self.config)), ""]
+        lines += [epoch_line(record, self.training["epochs"]) for record in result.metrics]
+        lines += ["", result.final_line()]
+        write_text_atomic(self.run_dir / "summary.txt", "\n".join(lines) + "\n")
