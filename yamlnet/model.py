@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yamlnet import kernels
 from yamlnet.config import Document, resolve
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.layers import LAYERS, Layer
@@ -57,6 +58,7 @@ class Model:
     """
 
     def __init__(self, config: dict, document: Document | None = None):
+        kernels.keep_freed_memory()
         self.config = config
         self.name: str = config["name"]
         self.input_shape = tuple(config["input"])

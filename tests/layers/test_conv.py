@@ -42,14 +42,15 @@ def test_relu_gradients_match_numerical(rng):
     check_layer_gradients(layer, rng.standard_normal((2, 6, 6, 2)))
 
 
-def test_chunked_im2col_gives_the_same_result(rng, monkeypatch):
+def test_chunked_and_rebuilt_columns_give_the_same_result(rng, monkeypatch):
     layer = make_layer((7, 7, 3), {"type": "conv2d", "filters": 4, "size": 3, "stride": 2, "padding": 1})
     x = rng.standard_normal((5, 7, 7, 3))
     grad = rng.standard_normal((5, 4, 4, 4))
     whole = layer.forward(x, training=True)
     dx_whole = layer.backward(grad)
     dw_whole = layer.grads["W"].copy()
-    monkeypatch.setattr(kernels, "MAX_COLS_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(kernels, "MAX_COLS_BYTES", 1)  # columns rebuilt in backward
+    monkeypatch.setattr(kernels, "CACHE_BYTES", 1)  # one sample per chunk
     assert len(kernels.batch_chunks(5, 100)) == 5
     chunked = layer.forward(x, training=True)
     dx_chunked = layer.backward(grad)

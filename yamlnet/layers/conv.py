@@ -44,6 +44,10 @@ class Conv2D(Layer):
     def p(self) -> int:
         return resolve_padding(self.config["padding"], self.f, self.s)
 
+    def __init__(self, name, config):
+        super().__init__(name, config)
+        self.scratch = kernels.Scratch()
+
     def compute_output_shape(self, input_shape):
         require_volume(self, input_shape)
         return windowed_shape(self, input_shape, self.f, self.s, self.p, self.config["filters"])
@@ -80,39 +84,49 @@ class Conv2D(Layer):
         f, s, p = self.f, self.s, self.p
         n_h, n_w, n_filters = self.output_shape
         weights = self.params["W"].reshape(-1, n_filters)  # (f·f·n_C_prev, n_filters)
+        n, values_per_sample = x.shape[0], n_h * n_w * weights.shape[0]
         xp = kernels.pad(x, p)
-        z = np.empty((x.shape[0], n_h, n_w, n_filters), dtype=weights.dtype)
-        chunks = kernels.batch_chunks(x.shape[0], n_h * n_w * weights.shape[0] * weights.itemsize)
-        for start, stop in chunks:
-            cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w)
-            np.matmul(cols, weights, out=z[start:stop].reshape(-1, n_filters))
-        z += self.params["b"]
-        a = activate(self.activation, z)
+        z = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
+        # Keep the columns for the weight gradient when they fit; the buffer is reused across
+        # batches (fresh memory costs page faults), and backward always runs before the next forward.
+        keep = training and n * values_per_sample * weights.itemsize <= kernels.MAX_COLS_BYTES
+        chunks = kernels.batch_chunks(n, values_per_sample * weights.itemsize)
+        buffer = self.scratch.get("cols" if keep else "chunk_cols",
+                                  ((n if keep else chunks[0][1]) * values_per_sample,), weights.dtype)
+        bias_row = np.tile(self.params["b"], n_w)  # added to rows of n_W·K values: a fast broadcast
+        kept = []
+        for start, stop in chunks:  # columns, multiply, bias and g while the slice is in cache
+            part = buffer[start * values_per_sample:stop * values_per_sample] if keep else buffer
+            cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w, out=part[:(stop - start) * values_per_sample])
+            z_part = z[start:stop]
+            np.matmul(cols, weights, out=z_part.reshape(-1, n_filters))
+            z_part.reshape(-1, n_w * n_filters)[...] += bias_row
+            a_part = activate(self.activation, z_part)
+            if a_part is not z_part:
+                z_part[...] = a_part
+            kept.append((start, stop, cols if keep else None))
         if training:
-            # One chunk: keep the columns for the weight gradient; else recompute them per chunk.
-            self._cache = (xp, x.shape, cols if len(chunks) == 1 else None, chunks, a)
-        return a
+            self._cache = (xp, kept, z)
+        return z
 
     def backward(self, grad):
         """grad (N, n_H, n_W, n_filters) → d loss / d x (N, n_H_prev, n_W_prev, n_C_prev), or None."""
-        xp, x_shape, cols, chunks, a = self._cache
+        xp, kept, a = self._cache
         self._cache = None
-        f, s, p = self.f, self.s, self.p
+        f, s = self.f, self.s
         n_h, n_w, n_filters = self.output_shape
-        dz = activate_backward(self.activation, a, grad).reshape(-1, n_filters)
-        weights = self.params["W"].reshape(-1, n_filters)
+        dz = activate_backward(self.activation, a, grad)
+        dz2 = dz.reshape(-1, n_filters)
         dw = self.grads["W"].reshape(-1, n_filters)
-        dw[...] = 0
         rows_per_sample = n_h * n_w
-        dxp = np.zeros(xp.shape, dtype=xp.dtype) if self.needs_input_grad else None
-        for start, stop in chunks:
-            dz_chunk = dz[start * rows_per_sample:stop * rows_per_sample]
+        for start, stop, cols in kept:
             chunk_cols = cols if cols is not None else kernels.im2col(xp[start:stop], f, s, n_h, n_w)
-            dw += chunk_cols.T @ dz_chunk
-            if dxp is not None:
-                kernels.col2im_add(dz_chunk @ weights.T, dxp[start:stop], f, s, n_h, n_w)
-        np.sum(dz, axis=0, out=self.grads["b"])
-        if dxp is None:
+            chunk_dw = chunk_cols.T @ dz2[start * rows_per_sample:stop * rows_per_sample]
+            if start == 0:
+                dw[...] = chunk_dw
+            else:
+                dw += chunk_dw
+        self.grads["b"][...] = kernels.column_sums(dz2)
+        if not self.needs_input_grad:
             return None
-        return kernels.unpad(dxp, p)
-
+        return kernels.unpad(kernels.conv_input_grad(dz, self.params["W"], s, xp.shape, self.scratch), self.p)
