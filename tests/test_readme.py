@@ -22,6 +22,8 @@ def test_reference_names_every_layer_type_and_key():
                 assert f"`{key}.{sub}`" in README, f"{section}.{key}.{sub}"
     for key in schema["properties"]:
         assert f"`{key}`" in README
+    for key in schema["$defs"]["sweep"]["properties"]:
+        assert f"| `{key}` |" in README, f"sweep.{key}"
 
 
 def test_the_two_commands_and_ci_agree():

@@ -94,6 +94,7 @@ def train(file: Optional[Path] = typer.Argument(None, help="The model file (not 
           out: Optional[Path] = typer.Option(None, "--out", help="Run directory [default: runs/<name>/<time>/]."),
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
+          plot_: bool = typer.Option(False, "--plot", help="Draw the run's PNGs at the end (see plot)."),
           set_: Optional[List[str]] = SetOption):
     """Train the model with mini-batch gradient descent, as the file says."""
     from yamlnet.train import train as run_training
@@ -101,6 +102,9 @@ def train(file: Optional[Path] = typer.Argument(None, help="The model file (not 
     if resume is not None and (file is not None or set_):
         _fail("--resume continues a run as it was configured: give no model file and no --set", 2)
     result = run_training(file, out, set_ or (), resume=resume, quiet=quiet)
+    if plot_ and not result.interrupted:
+        from yamlnet.plots import plot as draw_plots
+        draw_plots(result.run_dir)
     typer.echo(result.final_line())
     if result.interrupted:
         raise typer.Exit(130)
@@ -132,6 +136,83 @@ def predict(run: Path = typer.Argument(..., help="A run directory or a model .np
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+@app.command()
+@user_errors
+def benchmark(file: Path = typer.Argument(..., help="The model file."),
+              batch_size: int = typer.Option(64, "--batch-size", min=1, help="Samples per step."),
+              iterations: int = typer.Option(20, "--iterations", min=1, help="Timed training steps."),
+              as_json: bool = typer.Option(False, "--json", help="Print the timings as JSON."),
+              set_: Optional[List[str]] = SetOption):
+    """Forward and backward time of every layer on random data, with each layer's share."""
+    from yamlnet.benchmark import render as render_timings, time_layers
+    from yamlnet.model import build_model
+
+    result = time_layers(build_model(file, set_ or ()), batch_size, iterations)
+    typer.echo(json.dumps(result, indent=2) if as_json else render_timings(result))
+
+
+@app.command()
+@user_errors
+def sweep(file: Path = typer.Argument(..., help="The model file."),
+          sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="Take the sweep from this file."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory [default: runs/<name>/sweep-<time>/]; "
+                                                                 "an existing one is continued."),
+          workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Runs at once [default: the cores]."),
+          dask: Optional[str] = typer.Option(None, "--dask", help="Run on this Dask scheduler (tcp://host:port)."),
+          set_: Optional[List[str]] = SetOption):
+    """Train every combination of the swept values; print them sorted by the sweep's metric."""
+    from yamlnet.sweep import render as render_sweep, run_sweep
+
+    def finished(result):
+        typer.echo(f"{result['run']}: {result['status']}" + (f" ({result['error']})" if result["error"] else ""))
+
+    typer.echo(render_sweep(run_sweep(file, sweep_file, out=out, overrides=set_ or (), workers=workers,
+                                      dask_address=dask, on_result=finished)))
+
+
+@app.command()
+@user_errors
+def compare(run_dirs: List[Path] = typer.Argument(..., help="Run directories."),
+            as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON.")):
+    """One table of the config keys that differ between runs, and their final and best metrics."""
+    from yamlnet.compare import compare as compare_runs, render as render_comparison
+
+    result = compare_runs(run_dirs)
+    typer.echo(json.dumps(result, indent=2) if as_json else render_comparison(result))
+
+
+@app.command()
+@user_errors
+def plot(path: Path = typer.Argument(..., help="A run or sweep directory.")):
+    """Draw PNGs into a run directory (learning curves, first-layer filters, confusion matrix) or a
+    sweep directory (the metric against each swept key)."""
+    from yamlnet.plots import plot as draw_plots
+
+    for written in draw_plots(path):
+        typer.echo(str(written))
+
+
+@app.command()
+@user_errors
+def draw(file: Path = typer.Argument(..., help="The model file."),
+         out: Optional[Path] = typer.Option(None, "--out", help="PNG or SVG file [default: <name>.png]."),
+         format_: str = typer.Option("png", "--format", help="png, svg or mermaid (printed)."),
+         set_: Optional[List[str]] = SetOption):
+    """The network as a picture: volumes n_H × n_W × n_C and the layers between them."""
+    from yamlnet.config import resolve
+    from yamlnet.draw import draw as draw_network, mermaid
+    from yamlnet.model import make_layers
+
+    if format_ not in ("png", "svg", "mermaid"):
+        _fail(f"--format must be png, svg or mermaid, got {format_!r}", 2)
+    config, document = resolve(file, set_ or ())
+    layers = make_layers(config, document)
+    if format_ == "mermaid":
+        typer.echo(mermaid(config, layers), nl=False)
+    else:
+        typer.echo(str(draw_network(config, layers, out or Path(f"{config['name']}.{format_}"))))
 
 
 def main() -> None:

@@ -116,6 +116,7 @@ class _Trainer:
             if source is None:
                 raise DataError("train needs a model file, or --resume with a run directory")
             config, document = resolve(source, overrides)
+        config.pop("sweep", None)  # a run is one point of a sweep; config.yaml holds that point only
         self.config, self.training = config, config["training"]
         self.model = Model(config, document)
         if len(self.model.output_shape) != 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
+import re
 from typing import Any
 
 import jsonschema
@@ -69,6 +70,23 @@ TRAINING_PROPERTIES = {
 }
 
 
+SWEEP_SCHEMA = {
+    "type": "object",
+    "description": "yamlnet sweep: dotted keys (as for --set) mapped to lists of values, and how to combine them",
+    "properties": {
+        "mode": {"enum": ["grid", "random"], "default": "grid",
+                 "description": "grid: every combination; random: samples combinations drawn from the grid"},
+        "samples": {"type": "integer", "minimum": 1, "description": "random: how many combinations"},
+        "metric": {"enum": ["val_accuracy", "val_loss", "accuracy", "loss"], "default": "val_accuracy",
+                   "description": "the table is sorted by each run's best value of this metric"},
+        "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "random: seeds the draw"},
+    },
+    "patternProperties": {r"^[A-Za-z_][^.\[\]]*(\.[^.\[\]]+|\[\d+\])+$": {
+        "type": "array", "minItems": 1, "description": "the values to try for this key"}},
+    "additionalProperties": False,
+}
+
+
 def layer_schema(cls) -> dict:
     return {
         "type": "object",
@@ -111,6 +129,7 @@ def build_schema() -> dict:
                        "description": "the layers, input to output"},
             "data": {"$ref": "#/$defs/data", "default": {}},
             "training": {"$ref": "#/$defs/training", "default": {}},
+            "sweep": {"$ref": "#/$defs/sweep"},
         },
         "$defs": {
             "layer": {
@@ -123,6 +142,7 @@ def build_schema() -> dict:
             **{name: layer_schema(cls) for name, cls in LAYERS.items()},
             "data": data_schema(),
             "training": {"type": "object", "additionalProperties": False, "properties": TRAINING_PROPERTIES},
+            "sweep": SWEEP_SCHEMA,
         },
     }
 
@@ -156,19 +176,24 @@ def validate(document: Document) -> dict:
     if not isinstance(data, dict):
         raise document.error((), f"a model file must be a mapping of keys (name, input, layers, data, "
                                  f"training), got {_got(data)}")
-    errors = list(_Validator(schema()).iter_errors(data))
-    # A mistyped key also makes its correct spelling "missing": report the typo, not the absence.
-    mistyped = {tuple(error.absolute_path) for error in errors if error.validator == "additionalProperties"}
-    errors = [error for error in errors
-              if not (error.validator == "required" and tuple(error.absolute_path) in mistyped)]
-    if errors:
-        raise min((_explain(error, document) for error in errors), key=lambda found: found[0])[1]
+    check(document, schema())
     config = fill_defaults(schema(), copy.deepcopy(data))
     _check_names(config, document)
     _check_data_keys(config, document)
     for layer in config["layers"]:
         LAYERS[layer["type"]].complete(layer)
     return config
+
+
+def check(document: Document, against: dict) -> None:
+    """Raise the first error (in file order) of ``document.data`` against the schema ``against``."""
+    errors = list(_Validator(against).iter_errors(document.data))
+    # A mistyped key also makes its correct spelling "missing": report the typo, not the absence.
+    mistyped = {tuple(error.absolute_path) for error in errors if error.validator == "additionalProperties"}
+    errors = [error for error in errors
+              if not (error.validator == "required" and tuple(error.absolute_path) in mistyped)]
+    if errors:
+        raise min((_explain(error, document) for error in errors), key=lambda found: found[0])[1]
 
 
 def fill_defaults(node: dict, value: Any) -> Any:
@@ -213,8 +238,9 @@ def _check_data_keys(config: dict, document: Document) -> None:
     data = config["data"]
     dataset = DATASETS[data["dataset"]]
     own = set(COMMON_KEYS) | set(dataset.keys) | set(dataset.required)
+    switched = ("data", "dataset") in document.origins  # --set data.dataset=… drops the file's other keys
     for key in document.data.get("data", {}) or {}:
-        if key not in own:
+        if key not in own and not (switched and ("data", key) not in document.origins):
             users = [name for name, other in DATASETS.items() if key in other.keys]
             raise document.error(("data", key), f"is not used by the {dataset.name} data set "
                                                  f"(only by {', '.join(users)})", at_key=True)
@@ -265,7 +291,11 @@ def _explain(error: jsonschema.ValidationError, document: Document):
     at_key = False
     if kind == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(got) - set(allowed), key=lambda k: document.key_marks.get(path + (k,), (0, 0)))[0]
+        patterns = list(error.schema.get("patternProperties", {}))
+        extras = [key for key in got if key not in allowed and not any(re.search(p, str(key)) for p in patterns)]
+        extra = sorted(extras, key=lambda k: document.key_marks.get(path + (k,), (0, 0)))[0]
+        if patterns:
+            allowed.append("a dotted key such as training.learning_rate")
         path, at_key = path + (extra,), True
         message = f"unknown key '{extra}'{_suggest(extra, allowed)}"
         if not _suggest(extra, allowed):

@@ -1,0 +1,23 @@
+import json
+
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from yamlnet.cli import app
+
+
+def test_per_layer_timings_cover_every_layer():
+    result = CliRunner().invoke(app, ["benchmark", str(ROOT / "models" / "lenet.yaml"), "--batch-size", "4",
+                                      "--iterations", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    timings = json.loads(result.output)
+    assert [row["name"] for row in timings["layers"]][:2] == ["conv1", "pool1"]
+    assert len(timings["layers"]) == 9
+    assert abs(sum(row["share"] for row in timings["layers"]) - 1) < 1e-6
+    assert timings["layers"][0]["backward_ms"] > 0  # the weight gradient, though no input gradient
+
+
+def test_table():
+    result = CliRunner().invoke(app, ["benchmark", str(ROOT / "models" / "simple.yaml"), "--iterations", "1",
+                                      "--set", "layers.conv1.filters=4"])
+    assert result.exit_code == 0 and "conv1 (conv2d)" in result.output and "samples/s" in result.output

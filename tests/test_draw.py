@@ -1,0 +1,25 @@
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from yamlnet.cli import app
+
+NG = str(ROOT / "models" / "ng_example.yaml")
+
+
+def test_mermaid_follows_the_course_notes_chain():
+    result = CliRunner().invoke(app, ["draw", NG, "--format", "mermaid"])
+    lines = result.output.splitlines()
+    assert lines[0] == "graph LR"
+    assert lines[1].startswith('N0["X-input<br/>39 × 39 × 3"] --> |"conv1 f=3 s=1 p=0 + relu"| N1["Layer 1<br/>37 × 37 × 10"]')
+    assert "17 × 17 × 20" in lines[2] and "7 × 7 × 40" in lines[3]
+    assert lines[-1].endswith('N6["Prediction<br/>10"]')
+
+
+def test_png_and_svg(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["draw", NG, "--out", str(tmp_path / "n.png")]).exit_code == 0
+    assert (tmp_path / "n.png").read_bytes()[:4] == b"\x89PNG"
+    assert runner.invoke(app, ["draw", NG, "--format", "svg", "--out", str(tmp_path / "n.svg")]).exit_code == 0
+    assert "<svg" in (tmp_path / "n.svg").read_text()
+    result = runner.invoke(app, ["draw", NG, "--format", "gif"])
+    assert result.exit_code == 2 and "png, svg or mermaid" in result.output

@@ -1,0 +1,109 @@
+import csv
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from yamlnet.cli import app
+from yamlnet.errors import ConfigError
+from yamlnet.sweep import combinations, run_sweep, sweep_spec
+
+MODEL = {
+    "name": "tiny",
+    "input": [8, 8, 1],
+    "layers": [{"name": "conv1", "type": "conv2d", "filters": 2, "size": 3, "padding": 1, "activation": "relu"},
+               {"name": "fc", "type": "dense", "units": 10}, {"type": "softmax"}],
+    "data": {"dataset": "digits", "validation_split": 0.2},
+    "training": {"epochs": 1, "batch_size": 128, "learning_rate": 0.05},
+    "sweep": {"training.learning_rate": [0.01, 0.2], "layers.conv1.filters": [2, 3]},
+}
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(MODEL))
+    return path
+
+
+def test_grid_and_random_combinations():
+    grid = combinations({"a.b": [1, 2], "c.d": ["x", "y", "z"], "mode": "grid", "seed": 0})
+    assert len(grid) == 6 and grid[0] == {"a.b": 1, "c.d": "x"} and grid[-1] == {"a.b": 2, "c.d": "z"}
+    drawn = combinations({"a.b": [1, 2], "c.d": ["x", "y", "z"], "mode": "random", "samples": 4, "seed": 1})
+    assert len(drawn) == 4 and all(c in grid for c in drawn) and len({json.dumps(c) for c in drawn}) == 4
+
+
+def test_sweep_runs_every_combination_and_sorts_them(model_file, tmp_path):
+    result = run_sweep(model_file, out=tmp_path / "sweep", workers=2)
+    rows = result["rows"]
+    assert len(rows) == 4 and all(row["status"] == "ok" for row in rows)
+    assert [row["best"] for row in rows] == sorted((row["best"] for row in rows), reverse=True)
+    with open(tmp_path / "sweep" / "results.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert {row["run"] for row in table} == {"run-000", "run-001", "run-002", "run-003"}
+    config = yaml.safe_load((tmp_path / "sweep" / "run-003" / "config.yaml").read_text())
+    assert config["training"]["learning_rate"] == 0.2 and config["layers"][0]["filters"] == 3
+    assert "sweep" not in config
+    again = run_sweep(model_file, out=tmp_path / "sweep", workers=1)  # started again: nothing to do
+    assert {row["status"] for row in again["rows"]} == {"done before"}
+
+
+def test_a_failing_run_is_reported_and_the_others_go_on(model_file, tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("training.learning_rate: [0.05, 1.0e+9]\n")
+    result = run_sweep(model_file, sweep, out=tmp_path / "sweep", workers=1,
+                       overrides=["layers.conv1.activation=linear"])
+    statuses = {row["set:training.learning_rate"]: row for row in result["rows"]}
+    assert statuses[0.05]["status"] == "ok"
+    assert statuses[1e9]["status"] == "failed" and "the loss became" in statuses[1e9]["error"]
+    assert result["rows"][0]["set:training.learning_rate"] == 0.05  # failures sort last
+
+
+@pytest.mark.parametrize("sweep_text, message", [
+    ("layers.conv9.filters: [1, 2]\n", "no layer named conv9"),
+    ("training.learning_rate: [0.1, -1]\n", "training.learning_rate: must be greater than 0, got -1"),
+    ("lr: [0.1]\n", "s.yaml:1:1: sweep.lr: unknown key 'lr'"),
+    ("training.epochs: 3\n", "must be a list, got 3"),
+    ("mode: randm\n", "did you mean 'random'?"),
+])
+def test_bad_sweeps_are_refused_before_anything_runs(model_file, tmp_path, sweep_text, message):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(sweep_text)
+    with pytest.raises(ConfigError) as info:
+        run_sweep(model_file, sweep, out=tmp_path / "sweep", workers=1)
+    assert message in str(info.value).replace(str(tmp_path) + "/", "")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_on_a_dask_cluster(model_file, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                                  processes=True) as cluster:
+        result = run_sweep(model_file, out=tmp_path / "sweep", dask_address=cluster.scheduler_address)
+    assert len(result["rows"]) == 4 and all(row["status"] == "ok" for row in result["rows"])
+
+
+def test_cli_sweep_compare_plot(model_file, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", str(model_file), "--out", str(out), "--workers", "1",
+                                 "--set", "training.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert "best val_accuracy" in result.output and "rerun it with: yamlnet train" in result.output
+    rerun = result.output.strip().splitlines()[-1].split("rerun it with: yamlnet ")[1].split()
+    assert rerun[:2] == ["train", str(model_file)] and "--set" in rerun
+
+    compared = runner.invoke(app, ["compare", str(out / "run-000"), str(out / "run-003")])
+    assert compared.exit_code == 0
+    header = compared.output.splitlines()[0]
+    assert "layers.conv1.filters" in header and "training.learning_rate" in header
+    assert "training.epochs" not in header  # the same in both
+
+    plotted = runner.invoke(app, ["plot", str(out)])
+    assert plotted.exit_code == 0 and (out / "sweep_val_accuracy.png").stat().st_size > 1000
+    plotted = runner.invoke(app, ["plot", str(out / "run-000")])
+    assert plotted.exit_code == 0
+    for name in ("learning_curves.png", "filters.png", "confusion.png"):
+        assert (out / "run-000" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sweep_spec(model_file)["metric"] == "val_accuracy"

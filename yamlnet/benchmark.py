@@ -1,0 +1,70 @@
+"""``yamlnet benchmark``: forward and backward time of every layer, in the manner of ``caffe time``."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from yamlnet.losses import softmax_cross_entropy
+from yamlnet.model import Model
+
+
+def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup: int = 2) -> dict:
+    """Mean forward and backward milliseconds per layer over ``iterations`` training steps on random
+    data of the model's input shape (the fused softmax cross-entropy counts as the last layer's)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size,) + model.input_shape).astype(model.dtype)
+    n_classes = model.output_shape[0] if len(model.output_shape) == 1 else 1
+    y = rng.integers(0, n_classes, batch_size)
+    fused = model.layers[-1].type == "softmax" and len(model.output_shape) == 1
+    body = model.layers[:-1] if fused else model.layers
+    forward = np.zeros(len(model.layers))
+    backward = np.zeros(len(model.layers))
+    for step in range(warmup + iterations):
+        record = step >= warmup
+        out = x
+        for index, layer in enumerate(body):
+            started = time.perf_counter()
+            out = layer.forward(out, training=True)
+            forward[index] += record * (time.perf_counter() - started)
+        started = time.perf_counter()
+        if fused:
+            _, grad, _ = softmax_cross_entropy(out, y)
+        else:
+            grad = np.ones_like(out) / out.size
+        forward[-1 if fused else len(body) - 1] += record * (time.perf_counter() - started)
+        for index in range(len(body) - 1, -1, -1):
+            if grad is None:
+                break
+            started = time.perf_counter()
+            grad = body[index].backward(grad)
+            backward[index] += record * (time.perf_counter() - started)
+    forward, backward = forward / iterations * 1e3, backward / iterations * 1e3
+    total = float(forward.sum() + backward.sum())
+    return {
+        "batch_size": batch_size,
+        "iterations": iterations,
+        "layers": [{"name": layer.name, "type": layer.type, "forward_ms": float(f), "backward_ms": float(b),
+                    "share": float((f + b) / total) if total else 0.0}
+                   for layer, f, b in zip(model.layers, forward, backward)],
+        "total_ms": total,
+        "samples_per_s": batch_size / total * 1e3 if total else float("inf"),
+    }
+
+
+def render(result: dict) -> str:
+    rows = [(f"{r['name']} ({r['type']})", f"{r['forward_ms']:.3f}", f"{r['backward_ms']:.3f}",
+             f"{r['forward_ms'] + r['backward_ms']:.3f}", f"{100 * r['share']:.1f} %") for r in result["layers"]]
+    header = ("Layer (type)", "Forward ms", "Backward ms", "Total ms", "Share")
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(5)]
+
+    def line(cells):
+        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells))
+
+    rule = "─" * len(line(header))
+    out = [f"batch {result['batch_size']}, mean of {result['iterations']} training steps "
+           "(random data; softmax's time includes the fused loss)", rule, line(header), rule]
+    out += [line(row) for row in rows]
+    out += [rule, f"Total: {result['total_ms']:.3f} ms per batch, {result['samples_per_s']:,.0f} samples/s"]
+    return "\n".join(out)

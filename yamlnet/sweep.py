@@ -1,0 +1,213 @@
+"""``yamlnet sweep``: train every combination of a few hyperparameters, each in its own run directory.
+
+A sweep is a mapping of dotted keys (as for ``--set``) to lists of values, from the model file's
+``sweep:`` section or a separate file. Its runs go to ``runs/<name>/sweep-<timestamp>/run-000``, …;
+``sweep.json`` records the combinations, ``results.csv`` the outcome. Started again on the same
+directory, a sweep skips the runs that finished and resumes those that did not.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from yamlnet.config import load_document, resolve
+from yamlnet.config.schema import SWEEP_SCHEMA, check, fill_defaults
+from yamlnet.errors import ConfigError, YamlnetError
+
+_RESERVED = set(SWEEP_SCHEMA["properties"])
+_LOWER_IS_BETTER = {"loss", "val_loss"}
+
+
+def sweep_spec(source, sweep_file=None, overrides=()) -> dict:
+    """The sweep section — of ``sweep_file`` if given (its whole content, or its ``sweep:`` key),
+    else of the model file — validated, with defaults filled."""
+    config, _ = resolve(source, overrides)
+    if sweep_file is None:
+        if "sweep" not in config:
+            raise ConfigError("has no sweep: section; add one or pass --sweep FILE", file=str(source))
+        return config["sweep"]
+    document = load_document(sweep_file)
+    if not (isinstance(document.data, dict) and set(document.data) == {"sweep"}):
+        document.data = {"sweep": document.data}
+        for table in (document.marks, document.key_marks):
+            moved = {("sweep",) + path: mark for path, mark in table.items()}
+            table.clear()
+            table.update(moved)
+    check(document, {"type": "object", "properties": {"sweep": SWEEP_SCHEMA}, "required": ["sweep"],
+                     "additionalProperties": False})
+    return fill_defaults(SWEEP_SCHEMA, dict(document.data["sweep"]))
+
+
+def combinations(spec: dict) -> list[dict]:
+    """The runs of a sweep: every combination of the swept values (or ``samples`` of them, drawn)."""
+    keys = [key for key in spec if key not in _RESERVED]
+    grid = [dict(zip(keys, values)) for values in itertools.product(*(spec[key] for key in keys))]
+    if spec["mode"] == "random":
+        count = min(spec.get("samples") or len(grid), len(grid))
+        picked = np.random.default_rng(spec["seed"]).choice(len(grid), size=count, replace=False)
+        grid = [grid[i] for i in sorted(picked)]
+    return grid
+
+
+def as_overrides(combination: dict) -> list[str]:
+    return [f"{key}={json.dumps(value)}" for key, value in combination.items()]
+
+
+def run_one(job: dict) -> dict:
+    """Train one combination (or resume it, or note that it finished); never raises."""
+    from yamlnet.runs import read_metrics
+    from yamlnet.train import train
+
+    out = Path(job["out"])
+    result = {"run": out.name, "out": str(out), "combination": job["combination"], "status": "ok", "error": ""}
+    try:
+        if (out / "summary.txt").is_file():
+            result["status"] = "done before"
+        elif (out / "checkpoints" / "last.npz").is_file():
+            if train(resume=out, quiet=True).interrupted:
+                result["status"] = "interrupted"
+        else:
+            if train(job["source"], out=out, overrides=job["overrides"], quiet=True).interrupted:
+                result["status"] = "interrupted"
+        result["metrics"] = read_metrics(out)
+    except YamlnetError as error:
+        result.update(status="failed", error=str(error), metrics=[])
+    except Exception as error:  # a run's bug must not stop the others; it is reported in the table
+        result.update(status="failed", error=f"{type(error).__name__}: {error}", metrics=[])
+    return result
+
+
+def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int | None = None,
+              dask_address: str | None = None, on_result=None) -> dict:
+    """Run a sweep; returns {"dir", "metric", "rows"} with one row per combination, best first."""
+    spec = sweep_spec(source, sweep_file, overrides)
+    config, _ = resolve(source, overrides)
+    grid = combinations(spec)
+    for combination in grid:  # every combination must be valid before any of them runs
+        try:
+            resolve(source, [*overrides, *as_overrides(combination)])
+        except YamlnetError as error:
+            raise ConfigError(f"the sweep combination {json.dumps(combination)} is not valid: {error}") from None
+    sweep_dir = Path(out) if out is not None else Path("runs") / config["name"] / time.strftime("sweep-%Y%m%d-%H%M%S")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [{"source": str(source), "overrides": [*overrides, *as_overrides(combination)],
+             "combination": combination, "out": str(sweep_dir / f"run-{index:03d}")}
+            for index, combination in enumerate(grid)]
+    (sweep_dir / "sweep.json").write_text(json.dumps(
+        {"source": str(source), "overrides": list(overrides), "sweep": spec, "runs": jobs}, indent=2) + "\n")
+    results = _execute(jobs, workers or os.cpu_count() or 1, dask_address, on_result)
+    rows = _rows(results, spec["metric"])
+    _write_csv(sweep_dir / "results.csv", rows, [key for key in spec if key not in _RESERVED], spec["metric"])
+    return {"dir": sweep_dir, "metric": spec["metric"], "keys": [k for k in spec if k not in _RESERVED],
+            "rows": rows, "source": str(source), "overrides": list(overrides)}
+
+
+def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
+    results: list[dict] = []
+
+    def collect(result):
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    if dask_address:
+        try:
+            from dask.distributed import Client, as_completed
+        except ImportError:
+            raise ConfigError("--dask needs dask.distributed: pip install 'yamlnet[dask]'") from None
+        try:
+            client = Client(dask_address, timeout="10s")
+        except (OSError, TimeoutError) as error:
+            raise ConfigError(f"cannot reach the Dask scheduler at {dask_address}: {error}") from None
+        with client:
+            futures = client.map(run_one, jobs, pure=False)
+            for future in as_completed(futures):
+                collect(future.result())
+    elif workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            collect(run_one(job))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed as done
+
+        # One BLAS thread per run: N runs on N cores beat N runs fighting over each core.
+        saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+        os.environ.update({name: "1" for name in _THREAD_VARIABLES})
+        try:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(run_one, job) for job in jobs]
+                for future in done(futures):
+                    collect(future.result())
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    order = {job["out"]: index for index, job in enumerate(jobs)}
+    return sorted(results, key=lambda result: order[result["out"]])
+
+
+_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def best_value(metrics: list[dict], metric: str) -> float | None:
+    values = [record.get(metric) for record in metrics if record.get(metric) is not None]
+    if not values:
+        return None
+    return min(values) if metric in _LOWER_IS_BETTER else max(values)
+
+
+def _rows(results: list[dict], metric: str) -> list[dict]:
+    rows = []
+    for result in results:
+        metrics = result.get("metrics") or []
+        final = metrics[-1] if metrics else {}
+        rows.append({"run": result["run"], **{f"set:{k}": v for k, v in result["combination"].items()},
+                     "best": best_value(metrics, metric), "final_val_accuracy": final.get("val_accuracy"),
+                     "final_loss": final.get("loss"), "epochs": len(metrics), "status": result["status"],
+                     "error": result["error"]})
+    sign = 1 if metric in _LOWER_IS_BETTER else -1
+    return sorted(rows, key=lambda row: (row["best"] is None, sign * (row["best"] or 0), row["run"]))
+
+
+def _write_csv(path: Path, rows: list[dict], keys: list[str], metric: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", *keys, f"best_{metric}", "final_val_accuracy", "final_loss", "epochs", "status", "error"])
+        for row in rows:
+            writer.writerow([row["run"], *(json.dumps(row[f"set:{k}"]) for k in keys), _num(row["best"]),
+                             _num(row["final_val_accuracy"]), _num(row["final_loss"]), row["epochs"],
+                             row["status"], row["error"]])
+
+
+def _num(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+def render(result: dict) -> str:
+    """The table of combinations, best first, and the command that reruns the best one."""
+    keys, metric = result["keys"], result["metric"]
+    header = ["run", *keys, f"best {metric}", "final val_acc", "epochs", "status"]
+    body = [[row["run"], *(json.dumps(row[f"set:{k}"]) for k in keys), _num(row["best"]),
+             _num(row["final_val_accuracy"]), str(row["epochs"]),
+             row["status"] + (f": {row['error']}" if row["error"] else "")] for row in result["rows"]]
+    widths = [max(len(header[i]), *(len(r[i]) for r in body)) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row)).rstrip()
+             for row in [header, *body]]
+    lines.insert(1, "─" * max(len(line) for line in lines))
+    lines.append(f"\nsweep: {result['dir']}  (results.csv)")
+    best = next((row for row in result["rows"] if row["best"] is not None), None)
+    if best is not None:
+        sets = " ".join(f"--set {k}={json.dumps(best[f'set:{k}'])}"
+                        for k in keys) + "".join(f" --set {o}" for o in result["overrides"])
+        lines.append(f"best: {best['run']} — rerun it with: yamlnet train {result['source']} {sets}".rstrip())
+    return "\n".join(lines)
