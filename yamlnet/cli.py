@@ -47,15 +47,15 @@ def user_errors(command):
 @user_errors
 def validate(files: List[Path] = typer.Argument(..., help="Model files to check."),
              set_: Optional[List[str]] = SetOption):
-    """Check model files against the schema and their shapes; one line per file."""
+    """Check model files: schema, shapes and the training-memory estimate; one line per file."""
     from yamlnet.config import resolve
-    from yamlnet.model import make_layers
+    from yamlnet.model import check_memory, make_layers
 
     bad = 0
     for file in files:
         try:
             config, document = resolve(file, set_ or ())
-            make_layers(config, document)
+            check_memory(config, make_layers(config, document), document)
             typer.echo(f"{file}: ok")
         except YamlnetError as error:
             bad += 1

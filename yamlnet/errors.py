@@ -22,7 +22,15 @@ class YamlnetError(Exception):
         where = ":".join(str(part) for part in (self.file, self.line, self.column) if part is not None)
         prefix = f"{where}: " if where else ""
         key = f"{self.key}: " if self.key else ""
-        return f"{prefix}{key}{self.message}"
+        return one_line(f"{prefix}{key}{self.message}")
+
+
+def one_line(text: str) -> str:
+    """Escape newlines and other unprintable characters (a key or value from the file may hold
+    them), so that an error is always one readable line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class ConfigError(YamlnetError):

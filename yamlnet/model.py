@@ -39,6 +39,27 @@ def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
     return layers
 
 
+def check_memory(config: dict, layers: list[Layer], document: Document | None = None) -> None:
+    """Refuse, before allocating anything, a model whose training would need more than
+    ``training.max_memory``: the message gives the estimate and the layer that dominates it."""
+    from yamlnet.summary import format_bytes, parse_size, training_memory
+
+    limit = parse_size(config["training"]["max_memory"])
+    estimates = training_memory(config, layers)
+    total = sum(size for size, _ in estimates)
+    if total <= limit:
+        return
+    document = document or Document(data=config)
+    index = max(range(len(estimates)), key=lambda i: estimates[i][0])
+    size, what = estimates[index]
+    path = ("layers", index) if index < len(layers) else ("data",)
+    where = f"its {what}" if index < len(layers) else what
+    raise document.error(path, f"training would need about {format_bytes(total)} at batch_size "
+                               f"{config['training']['batch_size']}, over training.max_memory "
+                               f"({format_bytes(limit)}); the largest part, {format_bytes(size)}, is {where}. "
+                               f"Use a smaller batch_size or layer, or raise training.max_memory")
+
+
 def initializer(layers: list[Layer], index: int) -> str:
     """"he" when the layer's own activation, or the next activation layer, is ReLU-like; else "glorot"."""
     activation = layers[index].activation
@@ -64,6 +85,7 @@ class Model:
         self.input_shape = tuple(config["input"])
         self.dtype = np.dtype(config["training"]["dtype"])
         self.layers = make_layers(config, document)
+        check_memory(config, self.layers, document)
         self.output_shape = self.layers[-1].output_shape
         self.rng = np.random.default_rng(config["training"]["seed"])  # weights, then dropout masks
         for index, layer in enumerate(self.layers):

@@ -32,7 +32,16 @@ class Optimizer:
     def slot(self, name: str, key: str, like: np.ndarray) -> np.ndarray:
         return self.state.setdefault(f"{name}/{key}", np.zeros_like(like))
 
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
+    def load_state(self, state: dict[str, np.ndarray], file: str | None = None) -> None:
+        """Take a checkpoint's state, checking each array against the parameter it belongs to."""
+        from yamlnet.errors import DataError
+
+        for key, value in state.items():
+            target = self.params.get(key.split("/", 1)[1]) if "/" in key else None
+            expected = target.shape if target is not None else (() if key == "steps" else None)
+            if expected is None or value.shape != expected:
+                raise DataError(f"optimizer state {key} {value.shape} does not fit this model and optimizer",
+                                file=file)
         self.state = {key: value.copy() for key, value in state.items()}
 
 

@@ -64,10 +64,20 @@ def write_config(run_dir: Path, config: dict, source: str | None, overrides) -> 
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
-    with open(run_dir / METRICS, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(run_dir / METRICS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise DataError(f"cannot be written: {exc.strerror or exc}", file=str(run_dir / METRICS)) from None
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of writes that a crash cut short (the files they were for are intact)."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -96,7 +106,10 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], state: dict) -> N
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     arrays = read_npz(path, "checkpoint")
     state = arrays.pop("__state__", None)
-    return arrays, json.loads(str(state)) if state is not None else {}
+    try:
+        return arrays, json.loads(str(state)) if state is not None else {}
+    except json.JSONDecodeError:
+        raise DataError("holds a loop state that is not valid JSON", file=str(path)) from None
 
 
 def model_file(path: str | os.PathLike) -> Path:

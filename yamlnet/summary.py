@@ -62,7 +62,9 @@ def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
             f"Total params: {total_params:,}",
             f"Parameter memory: {_bytes(total_params * itemsize)}",
             f"Total mult-adds: {sum(layer.macs() for layer in layers):,}",
-            f"Activation memory per sample: {_bytes((_elements(config['input']) + activations) * itemsize)}"]
+            f"Activation memory per sample: {_bytes((_elements(config['input']) + activations) * itemsize)}",
+            f"Training memory at batch {config['training']['batch_size']} (estimate): "
+            f"{_bytes(sum(size for size, _ in training_memory(config, layers)))}"]
     out += list(notes.values())
     return "\n".join(out)
 
@@ -72,3 +74,52 @@ def _elements(shape) -> int:
     for size in shape:
         n *= size
     return n
+
+
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+
+
+def parse_size(size: int | str) -> int:
+    """``2GiB`` → 2147483648; an integer is a number of bytes."""
+    if isinstance(size, int):
+        return size
+    text = size.strip().upper()
+    unit = text.lstrip("0123456789. ")
+    return int(float(text[:len(text) - len(unit)]) * _UNITS[unit.strip()])
+
+
+def training_memory(config: dict, layers: list[Layer]) -> list[tuple[int, str]]:
+    """Estimated bytes of training at ``training.batch_size``, per layer: (bytes, what dominates).
+
+    Counts each layer's weights, gradients and optimizer state, its output and the gradient of it
+    for the whole batch, and a conv's im2col columns and input-gradient buffers. The data set is
+    counted apart (the last entry) where its size is known before loading: generated shapes.
+    """
+    from yamlnet.kernels import MAX_COLS_BYTES
+
+    training = config["training"]
+    itemsize = BYTES[training["dtype"]]
+    batch = training["batch_size"]
+    copies = 2 + _OPTIMIZER_SLOTS[training["optimizer"]]
+    estimates = []
+    for layer in layers:
+        weights = layer.param_count() * itemsize * copies
+        activations = 2 * batch * _elements(layer.output_shape) * itemsize
+        columns = 0
+        if layer.type == "conv2d":
+            n_h, n_w, _ = layer.output_shape
+            per_sample = n_h * n_w * layer.f * layer.f * layer.input_shape[2] * itemsize
+            columns = min(batch * per_sample, MAX_COLS_BYTES) + 2 * batch * _elements(layer.input_shape) * itemsize
+        parts = {"weights": weights, "activations": activations, "im2col and input-gradient buffers": columns}
+        estimates.append((sum(parts.values()), max(parts, key=parts.get)))
+    data = config["data"]
+    if data["dataset"] == "shapes":
+        count = data["n_samples"] + data["n_test"]
+        estimates.append((count * _elements(config["input"]) * 4, f"{count:,} generated images"))
+    return estimates
+
+
+def format_bytes(n: int) -> str:
+    return _bytes(n)

@@ -159,14 +159,21 @@ class _Trainer:
         path = self.run_dir / runs.LAST
         if not path.is_file():
             return  # stopped before the first checkpoint: start over in the same directory
+        runs.remove_stale_temporaries(self.run_dir)
         arrays, state = runs.read_checkpoint(path)
         self.model.load_weights(arrays, str(path))
         self.optimizer.load_state({key[len("optim/"):]: value for key, value in arrays.items()
-                                   if key.startswith("optim/")})
-        self.state = LoopState(**state)
-        self.shuffle_rng.bit_generator.state = self.state.shuffle_rng
-        self.model.rng.bit_generator.state = self.state.model_rng
+                                   if key.startswith("optim/")}, str(path))
+        try:
+            self.state = LoopState(**state)
+            self.shuffle_rng.bit_generator.state = self.state.shuffle_rng
+            self.model.rng.bit_generator.state = self.state.model_rng
+        except (TypeError, ValueError, KeyError):
+            raise DataError("holds a loop state from another version of yamlnet or another program",
+                            file=str(path)) from None
         self.order = arrays.get("loop/order")
+        if self.state.batch and (self.order is None or len(self.order) != len(self.data.train)):
+            raise DataError("holds a mid-epoch position that does not fit the data set", file=str(path))
         runs.truncate_metrics(self.run_dir, self.state.epoch)
 
     # -- the loop ------------------------------------------------------------------------

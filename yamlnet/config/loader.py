@@ -65,6 +65,7 @@ def default_layer_names(layers: list) -> list[str]:
     names = []
     for layer in layers:
         kind = layer.get("type") if isinstance(layer, Mapping) else None
+        kind = kind if isinstance(kind, str) else None
         counts[kind] = counts.get(kind, 0) + 1
         own = layer.get("name") if isinstance(layer, Mapping) else None
         names.append(own if isinstance(own, str) else f"{kind or 'layer'}{counts[kind]}")
@@ -78,7 +79,8 @@ def describe_path(path: PathKey, data: Any = None) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
             layers = data.get("layers") if isinstance(data, Mapping) else None
-            if i == 1 and path[0] == "layers" and isinstance(layers, list) and part < len(layers):
+            if (i == 1 and path[0] == "layers" and isinstance(layers, list) and part < len(layers)
+                    and isinstance(layers[part], Mapping)):
                 text += f" ({default_layer_names(layers)[part]})"
         else:
             text += f".{part}" if text else str(part)
@@ -123,15 +125,21 @@ def parse_yaml(text: str, file: str | None) -> Document:
     """Parse YAML text into a ``Document``; ``file`` is the name used in messages."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise ConfigError(f"the YAML text is longer than {MAX_FILE_BYTES:,} bytes", file=file)
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         document = Document(data=None, file=file)
         if node is None:
             raise ConfigError("the file is empty; a model file is a mapping with input and layers",
-                              file=file)
+                              file=file, line=1, column=1)
         document.data = _Walker(loader, document).walk(node, (), 0)
         return document
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise ConfigError(f"YAML cannot hold the control character {chr(exc.character)!r} (#x{exc.character:04x})",
+                          file=file, line=line, column=column) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise ConfigError(f"{exc.problem}; yamlnet reads plain YAML only", file=file,
@@ -149,7 +157,8 @@ def parse_yaml(text: str, file: str | None) -> Document:
     except RecursionError:
         raise ConfigError(f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _Walker:

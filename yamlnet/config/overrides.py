@@ -49,15 +49,20 @@ def apply_overrides(document: Document, overrides) -> None:
             raise ConfigError("the file is not a mapping, so nothing in it can be set", key=origin)
         path = _resolve_path(document.data, parts, origin)
         container = document.data
-        for depth, part in enumerate(path[:-1]):
-            if isinstance(container, dict) and not isinstance(container.get(part), (dict, list)):
-                if isinstance(path[depth + 1], int):
-                    raise ConfigError(f"{'.'.join(map(str, path[:depth + 1]))} is not a list", key=origin)
-                container[part] = {}
-            container = container[part]
-        if not isinstance(container, (dict, list)):
-            raise ConfigError(f"{'.'.join(map(str, path[:-1]))} is not a mapping", key=origin)
-        container[path[-1]] = value
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(container, dict):
+                if last:
+                    container[part] = value
+                elif not isinstance(container.get(part), (dict, list)):
+                    container[part] = {}  # setting a key below a missing (or plain) value makes a mapping
+            elif not (isinstance(container, list) and isinstance(part, int) and part < len(container)):
+                where = ".".join(map(str, path[:depth])) or "the file"
+                raise ConfigError(f"{where} is not a mapping, so it has no key {part}", key=origin)
+            elif last:
+                container[part] = value
+            if not last:
+                container = container[part]
         path = tuple(path)
         for table in (document.marks, document.key_marks, document.origins):
             for stale in [p for p in table if p[:len(path)] == path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
+import math
 import re
 from typing import Any
 
@@ -67,6 +68,11 @@ TRAINING_PROPERTIES = {
     "seed": {"type": "integer", "minimum": 0, "default": 0,
              "description": "seeds weights, split, shuffling and dropout: same file, same run"},
     "dtype": {"enum": ["float32", "float64"], "default": "float32", "description": "float64 for checks"},
+    "max_memory": {
+        "anyOf": [{"type": "integer", "minimum": 1},
+                  {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B)\s*$"}],
+        "default": "2GiB", "x-expected": "a size such as 512MiB, 2GiB or a number of bytes",
+        "description": "refuse to build a model whose training would need more memory than this (estimated)"},
 }
 
 
@@ -177,6 +183,7 @@ def validate(document: Document) -> dict:
         raise document.error((), f"a model file must be a mapping of keys (name, input, layers, data, "
                                  f"training), got {_got(data)}")
     check(document, schema())
+    _check_finite(data, (), document)
     config = fill_defaults(schema(), copy.deepcopy(data))
     _check_names(config, document)
     _check_data_keys(config, document)
@@ -220,6 +227,18 @@ def _resolve(node: dict) -> dict:
         name = node["$ref"].rsplit("/", 1)[-1]
         node = {**schema()["$defs"][name], **{k: v for k, v in node.items() if k != "$ref"}}
     return node
+
+
+def _check_finite(value: Any, path: tuple, document: Document) -> None:
+    """JSON Schema cannot say "finite": .inf and .nan are numbers to it, never to a model file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise document.error(path, f"must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, path + (key,), document)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, path + (index,), document)
 
 
 def _check_names(config: dict, document: Document) -> None:
