@@ -130,6 +130,49 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r}, output_shape={self.output_shape})"
 
 
+class WindowedLayer(Layer):
+    """A layer that slides an f × f window at stride s over an input padded by p: conv and pool."""
+
+    @property
+    def f(self) -> int:
+        return self.config["size"]
+
+    @property
+    def s(self) -> int:
+        return self.config["stride"]
+
+    @property
+    def p(self) -> int:
+        return resolve_padding(self.config["padding"], self.f, self.s)
+
+    def hyperparameter_text(self) -> str:
+        return f"f={self.f} s={self.s} p={self.p}"
+
+    def drops_pixels(self) -> bool:
+        return any((n + 2 * self.p - self.f) % self.s for n in self.input_shape[:2])
+
+    def explain(self) -> list[str]:
+        (n_h, n_w, _), (o_h, o_w, _) = self.input_shape, self.output_shape
+        f, s, p = self.f, self.s, self.p
+        if n_h == n_w:
+            return [f"n_H = n_W = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}"]
+        return [f"n_H = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}",
+                f"n_W = floor(({n_w} + 2·{p} − {f}) / {s}) + 1 = {o_w}"]
+
+    def windowed_shape(self, input_shape: Shape, n_out_channels: int) -> Shape:
+        """Output volume (n_H, n_W, n_out_channels), checking that it is at least 1 × 1."""
+        n_h, n_w, _ = require_volume(self, input_shape)
+        f, s, p = self.f, self.s, self.p
+        sizes = []
+        for axis, n_in in (("n_H", n_h), ("n_W", n_w)):
+            n_out = window_output(n_in, f, s, p)
+            if n_out < 1:
+                raise ShapeError(f"output would be smaller than 1: {axis} = floor(({n_in} + 2·{p} − {f}) / {s}) + 1"
+                                 f" = {n_out}; use a smaller size, more padding or a larger input", key="size")
+            sizes.append(n_out)
+        return (sizes[0], sizes[1], n_out_channels)
+
+
 def window_output(n_in: int, f: int, s: int, p: int) -> int:
     """The course notes' formula: n_out = floor((n_in + 2p − f) / s) + 1."""
     return (n_in + 2 * p - f) // s + 1
@@ -152,34 +195,6 @@ def require_volume(layer: Layer, input_shape: Shape) -> tuple[int, int, int]:
         raise ShapeError(f"{layer.type} needs a volume n_H × n_W × n_C as input, "
                          f"got a vector of {input_shape[0]} (after flatten or dense)")
     return input_shape
-
-
-def windowed_shape(layer: Layer, input_shape: Shape, f: int, s: int, p: int, n_out_channels: int) -> Shape:
-    """Output volume of a sliding window (conv or pool), checking that it is at least 1 × 1."""
-    n_h, n_w, _ = require_volume(layer, input_shape)
-    sizes = []
-    for axis, n_in in (("n_H", n_h), ("n_W", n_w)):
-        n_out = window_output(n_in, f, s, p)
-        if n_out < 1:
-            raise ShapeError(f"output would be smaller than 1: {axis} = floor(({n_in} + 2·{p} − {f}) / {s}) + 1"
-                             f" = {n_out}; use a smaller size, more padding or a larger input",
-                             key="size")
-        sizes.append(n_out)
-    return (sizes[0], sizes[1], n_out_channels)
-
-
-def explain_window(input_shape: Shape, output_shape: Shape, f: int, s: int, p: int) -> list[str]:
-    n_h, n_w, _ = input_shape
-    o_h, o_w, _ = output_shape
-    if n_h == n_w:
-        return [f"n_H = n_W = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}"]
-    return [f"n_H = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}",
-            f"n_W = floor(({n_w} + 2·{p} − {f}) / {s}) + 1 = {o_w}"]
-
-
-def drops_pixels(input_shape: Shape, f: int, s: int, p: int) -> bool:
-    """True when floor() leaves input rows or columns that no window covers."""
-    return any((n + 2 * p - f) % s for n in input_shape[:2])
 
 
 INT_AT_LEAST_1 = {"type": "integer", "minimum": 1}

@@ -6,12 +6,11 @@ import numpy as np
 
 from yamlnet import kernels
 from yamlnet.layers.activation import ACTIVATION_KEY, activate, activate_backward
-from yamlnet.layers.base import (INT_AT_LEAST_1, PADDING, Layer, drops_pixels, explain_window, register,
-                                 require_volume, resolve_padding, windowed_shape)
+from yamlnet.layers.base import INT_AT_LEAST_1, PADDING, WindowedLayer, register
 
 
 @register("conv2d")
-class Conv2D(Layer):
+class Conv2D(WindowedLayer):
     """2-D convolution (cross-correlation, as in every framework), channels-last.
 
     Parameters: ``W`` (f, f, n_C_prev, n_filters) and ``b`` (n_filters,) — one bias per filter,
@@ -32,25 +31,12 @@ class Conv2D(Layer):
     }
     required = ("filters", "size")
 
-    @property
-    def f(self) -> int:
-        return self.config["size"]
-
-    @property
-    def s(self) -> int:
-        return self.config["stride"]
-
-    @property
-    def p(self) -> int:
-        return resolve_padding(self.config["padding"], self.f, self.s)
-
     def __init__(self, name, config):
         super().__init__(name, config)
         self.scratch = kernels.Scratch()
 
     def compute_output_shape(self, input_shape):
-        require_volume(self, input_shape)
-        return windowed_shape(self, input_shape, self.f, self.s, self.p, self.config["filters"])
+        return self.windowed_shape(input_shape, self.config["filters"])
 
     def param_shapes(self):
         n_c_prev = self.input_shape[2]
@@ -64,16 +50,10 @@ class Conv2D(Layer):
         n_h, n_w, n_c = self.output_shape
         return n_h * n_w * n_c * self.f * self.f * self.input_shape[2]
 
-    def hyperparameter_text(self):
-        return f"f={self.f} s={self.s} p={self.p}"
-
-    def drops_pixels(self) -> bool:
-        return drops_pixels(self.input_shape, self.f, self.s, self.p)
-
     def explain(self):
         f, n_c_prev, n_filters = self.f, self.input_shape[2], self.config["filters"]
         n_h, n_w, n_c = self.output_shape
-        return explain_window(self.input_shape, self.output_shape, self.f, self.s, self.p) + [
+        return super().explain() + [
             f"params = {f}·{f}·{n_c_prev}·{n_filters} + {n_filters} = {self.param_count():,}",
             f"mult-adds = {n_h}·{n_w}·{n_c}·{f}·{f}·{n_c_prev} = {self.macs():,}",
         ]

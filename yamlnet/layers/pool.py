@@ -6,11 +6,10 @@ import numpy as np
 
 from yamlnet import kernels
 from yamlnet.errors import ShapeError
-from yamlnet.layers.base import (INT_AT_LEAST_1, PADDING, Layer, drops_pixels, explain_window, register,
-                                 resolve_padding, windowed_shape)
+from yamlnet.layers.base import INT_AT_LEAST_1, PADDING, WindowedLayer, register
 
 
-class _Pool(Layer):
+class _Pool(WindowedLayer):
     """Input (N, n_H_prev, n_W_prev, n_C) → output (N, n_H, n_W, n_C), n_H = floor((n_H_prev + 2p − f) / s) + 1."""
 
     hyperparameters = {
@@ -24,31 +23,10 @@ class _Pool(Layer):
     def complete(cls, config):
         config.setdefault("stride", config["size"])
 
-    @property
-    def f(self) -> int:
-        return self.config["size"]
-
-    @property
-    def s(self) -> int:
-        return self.config["stride"]
-
-    @property
-    def p(self) -> int:
-        return resolve_padding(self.config["padding"], self.f, self.s)
-
     def compute_output_shape(self, input_shape):
         if self.p > self.f // 2:
             raise ShapeError(f"padding may be at most size // 2 = {self.f // 2}, got {self.p}", key="padding")
-        return windowed_shape(self, input_shape, self.f, self.s, self.p, input_shape[2])
-
-    def hyperparameter_text(self):
-        return f"f={self.f} s={self.s} p={self.p}"
-
-    def drops_pixels(self) -> bool:
-        return drops_pixels(self.input_shape, self.f, self.s, self.p)
-
-    def explain(self):
-        return explain_window(self.input_shape, self.output_shape, self.f, self.s, self.p)
+        return self.windowed_shape(input_shape, input_shape[2])
 
     def _offsets(self):
         return [(i, j) for i in range(self.f) for j in range(self.f)]
