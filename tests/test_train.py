@@ -179,3 +179,23 @@ def test_training_with_float64_and_no_validation(tmp_path):
     assert "best accuracy" in result.final_line()
     with pytest.raises(TrainingError.__bases__[0], match="already holds a run"):
         train(config, out=tmp_path / "run")
+
+
+def test_evaluate_on_the_test_set_and_plot_at_the_end(tmp_path):
+    runner = CliRunner()
+    path = tmp_path / "m.yaml"
+    config = {**SMALL, "input": [12, 12, 1], "data": {"dataset": "shapes", "n_samples": 200, "n_test": 50},
+              "training": {**SMALL["training"], "epochs": 1}}
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(path), "--out", str(run_dir), "--quiet", "--plot"])
+    assert result.exit_code == 0, result.output
+    for name in ("learning_curves.png", "filters.png", "confusion.png"):
+        assert (run_dir / name).is_file()
+    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--test", "--json"]).output)
+    assert report["samples"] == 50
+    digits = tmp_path / "d.yaml"
+    digits.write_text(yaml.safe_dump({**SMALL, "training": {**SMALL["training"], "epochs": 1}}))
+    runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "digits"), "--quiet"])
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "digits"), "--test"])
+    assert result.exit_code == 2 and "no separate test set" in result.output

@@ -115,11 +115,12 @@ def train(file: Optional[Path] = typer.Argument(None, help="The model file (not 
 def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
              data: Optional[Path] = typer.Option(None, "--data", help="An .npz with arrays x and y [default: the "
                                                                       "run's validation part]."),
+             test: bool = typer.Option(False, "--test", help="Use the data set's separate test set."),
              as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
     """Loss, accuracy, per-class precision and recall, and the confusion matrix."""
     from yamlnet.evaluate import evaluate as run_evaluation, render_report
 
-    report = run_evaluation(run, data)
+    report = run_evaluation(run, data, split="test" if test else "validation")
     typer.echo(json.dumps(report, indent=2) if as_json else render_report(report))
 
 

@@ -62,20 +62,29 @@ def load_trained(path) -> tuple:
     return model, shift, scale
 
 
-def evaluate(path, data: str | None = None, *, x_key: str = "x", y_key: str = "y") -> dict:
+def evaluate(path, data: str | None = None, *, split: str = "validation", x_key: str = "x",
+             y_key: str = "y") -> dict:
     """Loss, accuracy, per-class precision and recall and the confusion matrix of a trained model,
-    on its run's validation part (rebuilt from the seed) or on the arrays of ``data`` (an .npz)."""
+    on its run's ``split`` ("validation", rebuilt from the seed, or the data set's separate "test"
+    set) or on the arrays of ``data`` (an .npz)."""
     from yamlnet.data import DATASETS, check_arrays, load_data
     from yamlnet.data.npz import read_xy
+    from yamlnet.errors import DataError
 
     model, shift, scale = load_trained(path)
     if data is None:
         splits = load_data(model.config, model.output_shape[0], dtype=model.dtype)
-        if len(splits.val) == 0:
-            from yamlnet.errors import DataError
+        if split == "test":
+            if splits.x_test is None:
+                raise DataError("the run's data set has no separate test set (data.test_path for npz, "
+                                "data.n_test for shapes, the t10k files for mnist); pass --data FILE.npz",
+                                file=str(path))
+            x, y = splits.x_test, splits.y_test
+        elif len(splits.val) == 0:
             raise DataError("the run has no validation part (validation_split is 0); pass --data FILE.npz",
                             file=str(path))
-        x, y = splits.x[splits.val], splits.y[splits.val]
+        else:
+            x, y = splits.x[splits.val], splits.y[splits.val]
     else:
         x, y = read_xy(data, x_key, y_key)
         x, y = check_arrays(x, y, model.input_shape, model.output_shape[0], DATASETS["npz"], str(data),
