@@ -37,6 +37,8 @@ def user_errors(command):
             return command(*args, **kwargs)
         except YamlnetError as error:
             _fail(str(error), error.exit_code)
+        except OSError as error:  # a path given on the command line that cannot be read or written
+            _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "), 2)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
@@ -48,14 +50,12 @@ def user_errors(command):
 def validate(files: List[Path] = typer.Argument(..., help="Model files to check."),
              set_: Optional[List[str]] = SetOption):
     """Check model files: schema, shapes and the training-memory estimate; one line per file."""
-    from yamlnet.config import resolve
-    from yamlnet.model import check_memory, make_layers
+    from yamlnet.model import plan
 
     bad = 0
     for file in files:
         try:
-            config, document = resolve(file, set_ or ())
-            check_memory(config, make_layers(config, document), document)
+            plan(file, set_ or (), memory_check=True)
             typer.echo(f"{file}: ok")
         except YamlnetError as error:
             bad += 1
@@ -71,12 +71,10 @@ def summary(file: Path = typer.Argument(..., help="The model file."),
             explain: bool = typer.Option(False, "--explain", help="Show the arithmetic behind every figure."),
             set_: Optional[List[str]] = SetOption):
     """Shapes, f / s / p, parameters and mult-adds of every layer, before any training."""
-    from yamlnet.config import resolve
-    from yamlnet.model import make_layers
+    from yamlnet.model import plan
     from yamlnet.summary import render, summarize
 
-    config, document = resolve(file, set_ or ())
-    layers = make_layers(config, document)
+    config, layers = plan(file, set_ or ())
     typer.echo(json.dumps(summarize(config, layers), indent=2) if as_json else render(config, layers, explain))
 
 
@@ -202,14 +200,12 @@ def draw(file: Path = typer.Argument(..., help="The model file."),
          format_: str = typer.Option("png", "--format", help="png, svg or mermaid (printed)."),
          set_: Optional[List[str]] = SetOption):
     """The network as a picture: volumes n_H × n_W × n_C and the layers between them."""
-    from yamlnet.config import resolve
     from yamlnet.draw import draw as draw_network, mermaid
-    from yamlnet.model import make_layers
+    from yamlnet.model import plan
 
     if format_ not in ("png", "svg", "mermaid"):
         _fail(f"--format must be png, svg or mermaid, got {format_!r}", 2)
-    config, document = resolve(file, set_ or ())
-    layers = make_layers(config, document)
+    config, layers = plan(file, set_ or ())
     if format_ == "mermaid":
         typer.echo(mermaid(config, layers), nl=False)
     else:

@@ -39,6 +39,16 @@ def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
     return layers
 
 
+def plan(source, overrides=(), *, memory_check: bool = False) -> tuple[dict, list[Layer]]:
+    """The resolved config of ``source`` and its layers with every shape worked out — no weights.
+    With ``memory_check``, also refuse a model whose training would not fit ``training.max_memory``."""
+    config, document = resolve(source, overrides)
+    layers = make_layers(config, document)
+    if memory_check:
+        check_memory(config, layers, document)
+    return config, layers
+
+
 def check_memory(config: dict, layers: list[Layer], document: Document | None = None) -> None:
     """Refuse, before allocating anything, a model whose training would need more than
     ``training.max_memory``: the message gives the estimate and the layer that dominates it."""

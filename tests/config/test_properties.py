@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import yamlnet
 from yamlnet.config import resolve
 from yamlnet.errors import ShapeError, YamlnetError
-from yamlnet.model import check_memory, make_layers
+from yamlnet.model import plan
 from yamlnet.summary import summarize
 
 SETTINGS = settings(max_examples=int(os.environ.get("YAMLNET_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -188,8 +188,7 @@ def _check(text, tmp_path, overrides=()):
     path = tmp_path / "m.yaml"
     path.write_text(text, encoding="utf-8")
     try:
-        config, document = resolve(path, overrides)
-        check_memory(config, make_layers(config, document), document)
+        plan(path, overrides, memory_check=True)
     except YamlnetError as error:
         message = str(error)
         assert "\n" not in message and message

@@ -43,7 +43,7 @@ TRAINING_PROPERTIES = {
     "weight_decay": {"type": "number", "minimum": 0, "default": 0.0,
                      "description": "L2 penalty on weights (not biases), added to their gradients"},
     "lr_schedule": {
-        "type": "object", "additionalProperties": False, "default": {},
+        "type": "object", "additionalProperties": False, "default": {}, "x-example": "{type: cosine}",
         "description": "learning rate by epoch",
         "properties": {
             "type": {"enum": list(SCHEDULES), "default": "constant",
@@ -54,7 +54,7 @@ TRAINING_PROPERTIES = {
         },
     },
     "early_stopping": {
-        "type": "object", "additionalProperties": False, "default": {},
+        "type": "object", "additionalProperties": False, "default": {}, "x-example": "{patience: 5}",
         "description": "stop when the metric has not improved for patience epochs",
         "properties": {
             "metric": {"enum": ["val_accuracy", "val_loss", "accuracy", "loss"], "default": "val_accuracy",
@@ -323,7 +323,8 @@ def _explain(error: jsonschema.ValidationError, document: Document):
         missing = [key for key in expected if key not in got][0]
         message = f"missing required key '{missing}'"
     elif kind == "type":
-        message = f"must be {_TYPE_WORDS.get(expected, expected)}, got {_got(got)}"
+        example = f" such as {error.schema['x-example']}" if "x-example" in error.schema else ""
+        message = f"must be {_TYPE_WORDS.get(expected, expected)}{example}, got {_got(got)}"
     elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than",
                  "exclusiveMaximum": "less than"}
