@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -37,6 +38,9 @@ def user_errors(command):
             return command(*args, **kwargs)
         except YamlnetError as error:
             _fail(str(error), error.exit_code)
+        except BrokenPipeError:  # `yamlnet … | head`: the reader left; leave quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as error:  # a path given on the command line that cannot be read or written
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "), 2)
         except KeyboardInterrupt:

@@ -99,7 +99,10 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
     """
     reporter = reporter or make_reporter(quiet)
     try:
-        return _Trainer(source, out, tuple(overrides), resume, reporter).run()
+        trainer = _Trainer(source, out, tuple(overrides), resume, reporter)
+        reporter.message(render(trainer.config, trainer.model.layers))  # shapes first, as Caffe prints them
+        reporter.message(f"run directory: {trainer.run_dir}")
+        return trainer.run()
     finally:
         reporter.close()
 
