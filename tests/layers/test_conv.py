@@ -13,6 +13,8 @@ CASES = [  # input shape, filters, size, stride, padding
     ((9, 9, 2), 2, 5, 2, "same_ok"),
     ((5, 6, 3), 3, 3, 1, "same"),
     ((8, 8, 2), 2, 4, 3, 0),
+    ((6, 20, 1), 3, 5, 1, 2),   # wide and thin: the column-major im2col path
+    ((9, 25, 3), 2, 3, 2, 1),
 ]
 
 

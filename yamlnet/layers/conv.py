@@ -18,7 +18,9 @@ class Conv2D(WindowedLayer):
     (N, n_H, n_W, n_filters) with n_H = floor((n_H_prev + 2p − f) / s) + 1.
 
     Forward is im2col: a strided window view, one copy into (N·n_H·n_W, f·f·n_C_prev) columns,
-    one matrix multiply. The input gradient is one multiply and f·f strided adds (no np.add.at).
+    one matrix multiply — a cache-sized slice of the batch at a time. The weight gradient is one
+    multiply with the same columns; the input gradient one small multiply and one strided add per
+    kernel offset (``kernels.conv_input_grad``, never np.add.at), skipped for the first layer.
     """
 
     description = "convolution: filters of f × f × n_C_prev weights plus one bias each"

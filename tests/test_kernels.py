@@ -1,0 +1,58 @@
+"""The fast kernels against their definitions."""
+
+import numpy as np
+import pytest
+
+from yamlnet import kernels
+
+
+def im2col_naive(xp, f, s, n_h, n_w):
+    n, _, _, c = xp.shape
+    rows = []
+    for i in range(n):
+        for r in range(n_h):
+            for q in range(n_w):
+                rows.append(xp[i, r * s:r * s + f, q * s:q * s + f, :].reshape(-1))
+    return np.array(rows).reshape(n * n_h * n_w, f * f * c)
+
+
+def input_grad_naive(dz, w, s, padded_shape):
+    """d/dxp of sum(conv(xp) · dz), one window at a time."""
+    dxp = np.zeros(padded_shape)
+    f = w.shape[0]
+    n, n_h, n_w, _ = dz.shape
+    for i in range(n):
+        for r in range(n_h):
+            for q in range(n_w):
+                dxp[i, r * s:r * s + f, q * s:q * s + f, :] += np.tensordot(w, dz[i, r, q], axes=([3], [0]))
+    return dxp
+
+
+@pytest.mark.parametrize("shape, f, s", [((2, 7, 7, 3), 3, 1), ((2, 9, 30, 1), 5, 1), ((1, 11, 12, 2), 3, 2),
+                                         ((2, 8, 8, 16), 2, 2)])
+def test_im2col_both_layouts_match_the_definition(shape, f, s, rng):
+    xp = rng.standard_normal(shape)
+    n_h, n_w = (shape[1] - f) // s + 1, (shape[2] - f) // s + 1
+    cols = kernels.im2col(xp, f, s, n_h, n_w)
+    assert np.array_equal(cols, im2col_naive(xp, f, s, n_h, n_w))
+    buffer = np.empty(cols.size + 5)
+    assert np.array_equal(kernels.im2col(xp, f, s, n_h, n_w, out=buffer[:cols.size]), cols)
+
+
+@pytest.mark.parametrize("shape, f, s, k", [((2, 7, 7, 3), 3, 1, 4), ((2, 9, 9, 2), 3, 2, 3), ((1, 10, 11, 2), 4, 3, 2),
+                                            ((2, 6, 6, 1), 1, 2, 2)])
+def test_input_gradient_is_the_adjoint_of_the_convolution(shape, f, s, k, rng):
+    n_h, n_w = (shape[1] - f) // s + 1, (shape[2] - f) // s + 1
+    dz = rng.standard_normal((shape[0], n_h, n_w, k))
+    w = rng.standard_normal((f, f, shape[3], k))
+    scratch = kernels.Scratch()
+    for _ in range(2):  # the second call reuses the scratch buffers
+        dxp = kernels.conv_input_grad(dz, w, s, shape, scratch)
+        assert np.allclose(dxp, input_grad_naive(dz, w, s, shape))
+
+
+def test_column_sums_and_chunks(rng):
+    matrix = rng.standard_normal((1000, 6))
+    assert np.allclose(kernels.column_sums(matrix), matrix.sum(axis=0))
+    assert kernels.batch_chunks(10, 1 << 20, limit=3 << 20) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert kernels.batch_chunks(5, 10 << 30) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
