@@ -33,22 +33,20 @@ def test_python_tags_are_never_executed(tmp_path):
     assert not marker.exists()
 
 
-def test_alias_bomb_is_refused_quickly():
+def test_files_built_to_blow_up_are_refused_in_well_under_a_second(tmp_path):
     lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
-    started = time.perf_counter()
-    with pytest.raises(ConfigError, match="alias bomb"):
-        parse_yaml("\n".join(lines) + "\n", "bomb.yaml")
-    assert time.perf_counter() - started < 1.0  # a guard against hangs, not a benchmark
-
-
-def test_deep_nesting_and_huge_files_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="nested"):
-        parse_yaml("a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
-    big = tmp_path / "big.yaml"
-    big.write_text("a: " + "x" * (2 << 20) + "\n")
-    with pytest.raises(ConfigError, match="at most"):
-        load_document(big)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("a: [" + "1, " * 2_000_000 + "1]\n")
+    cases = [(lambda: parse_yaml("\n".join(lines) + "\n", "bomb.yaml"), "alias bomb"),
+             (lambda: parse_yaml("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "deep.yaml"), "nested"),
+             (lambda: load_document(huge), "at most")]
+    for load, message in cases:
+        started = time.perf_counter()
+        with pytest.raises(ConfigError, match=message):
+            load()
+        # the issue asks for this bound: a guard against a hang or an expansion, not a benchmark
+        assert time.perf_counter() - started < 1.0, message
 
 
 def test_missing_file_and_sources():
