@@ -16,6 +16,7 @@ from yamlnet.config import Document, resolve
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
+from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.npzio import read_npz, write_npz_atomic
 
@@ -140,7 +141,7 @@ class Model:
         out = []
         for start in range(0, len(x), batch_size):
             y = self.forward(x[start:start + batch_size])
-            out.append(y if self._fused else softmax_cross_entropy(y, np.zeros(len(y), int))[2])
+            out.append(y if self._fused else softmax(y))  # without a softmax layer, outputs are logits
         return np.concatenate(out) if out else np.zeros((0,) + self.output_shape, self.dtype)
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
