@@ -47,6 +47,20 @@ def test_sweep_runs_every_combination_and_sorts_them(model_file, tmp_path):
     assert "sweep" not in config
     again = run_sweep(model_file, out=tmp_path / "sweep", workers=1)  # started again: nothing to do
     assert {row["status"] for row in again["rows"]} == {"done before"}
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        run_sweep(model_file, out=tmp_path / "sweep", workers=1, overrides=["training.epochs=2"])
+
+
+def test_an_interrupted_run_is_resumed_when_the_sweep_starts_again(model_file, tmp_path):
+    first = run_sweep(model_file, out=tmp_path / "sweep", workers=2)
+    run_dir = tmp_path / "sweep" / "run-002"
+    (run_dir / "summary.txt").unlink()  # as if stopped: resumable, not finished
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    again = run_sweep(model_file, out=tmp_path / "sweep", workers=2)
+    statuses = {row["run"]: row["status"] for row in again["rows"]}
+    assert statuses["run-002"] == "ok" and list(statuses.values()).count("done before") == 3
+    assert (run_dir / "metrics.jsonl").read_text().splitlines() == lines
+    assert [r["best"] for r in first["rows"]] == [r["best"] for r in again["rows"]]
 
 
 def test_a_failing_run_is_reported_and_the_others_go_on(model_file, tmp_path):

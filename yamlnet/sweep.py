@@ -13,6 +13,9 @@ import itertools
 import json
 import math
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,28 +64,77 @@ def as_overrides(combination: dict) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in combination.items()]
 
 
-def run_one(job: dict) -> dict:
-    """Train one combination (or resume it, or note that it finished); never raises."""
+def _finished(out: Path) -> bool:
+    return (out / "summary.txt").is_file()
+
+
+def _started(out: Path) -> bool:
+    return (out / "checkpoints" / "last.npz").is_file()
+
+
+def _result(job: dict, status: str, error: str = "") -> dict:
     from yamlnet.runs import read_metrics
+
+    out = Path(job["out"])
+    return {"run": out.name, "out": str(out), "combination": job["combination"], "status": status,
+            "error": error, "metrics": read_metrics(out)}
+
+
+def run_one(job: dict) -> dict:
+    """Train one combination in this process (or resume it, or note that it finished); never raises."""
     from yamlnet.train import train
 
     out = Path(job["out"])
-    result = {"run": out.name, "out": str(out), "combination": job["combination"], "status": "ok", "error": ""}
+    if _finished(out):
+        return _result(job, "done before")
     try:
-        if (out / "summary.txt").is_file():
-            result["status"] = "done before"
-        elif (out / "checkpoints" / "last.npz").is_file():
-            if train(resume=out, quiet=True).interrupted:
-                result["status"] = "interrupted"
+        if _started(out):
+            result = train(resume=out, quiet=True)
         else:
-            if train(job["source"], out=out, overrides=job["overrides"], quiet=True).interrupted:
-                result["status"] = "interrupted"
-        result["metrics"] = read_metrics(out)
+            result = train(job["source"], out=out, overrides=job["overrides"], quiet=True)
+        return _result(job, "interrupted" if result.interrupted else "ok")
     except YamlnetError as error:
-        result.update(status="failed", error=str(error), metrics=[])
+        return _result(job, "failed", str(error))
     except Exception as error:  # a run's bug must not stop the others; it is reported in the table
-        result.update(status="failed", error=f"{type(error).__name__}: {error}", metrics=[])
-    return result
+        return _result(job, "failed", f"{type(error).__name__}: {error}")
+
+
+def _run_processes(jobs: list[dict], workers: int, collect) -> None:
+    """Each run as its own ``yamlnet train`` process, ``workers`` at a time, each with one BLAS
+    thread (N runs on N cores beat N runs fighting over each core). Results come back through the
+    run directories, so nothing crosses between processes but arguments and exit codes."""
+    environment = {**os.environ, **{name: "1" for name in _THREAD_VARIABLES}}
+    pending, running = list(jobs), []
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                job = pending.pop(0)
+                out = Path(job["out"])
+                if _finished(out):
+                    collect(_result(job, "done before"))
+                    continue
+                arguments = ["--resume", str(out)] if _started(out) else [
+                    job["source"], "--out", str(out), *(part for item in job["overrides"] for part in ("--set", item))]
+                log = tempfile.TemporaryFile("w+", encoding="utf-8")
+                process = subprocess.Popen([sys.executable, "-m", "yamlnet", "train", "--quiet", *arguments],
+                                           env=environment, stdout=subprocess.DEVNULL, stderr=log)
+                running.append((process, job, log))
+            time.sleep(0.05)
+            for entry in [entry for entry in running if entry[0].poll() is not None]:
+                running.remove(entry)
+                process, job, log = entry
+                log.seek(0)
+                lines = log.read().strip().splitlines()
+                log.close()
+                status = {0: "ok", 130: "interrupted"}.get(process.returncode, "failed")
+                error = ""
+                if status == "failed":
+                    error = lines[-1] if lines else f"ended by signal {-process.returncode}"
+                collect(_result(job, status, error))
+    except KeyboardInterrupt:
+        for process, _, _ in running:  # Ctrl-C reached them too: each checkpoints after its batch
+            process.wait()
+        raise
 
 
 def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int | None = None,
@@ -101,6 +153,15 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
     jobs = [{"source": str(source), "overrides": [*overrides, *as_overrides(combination)],
              "combination": combination, "out": str(sweep_dir / f"run-{index:03d}")}
             for index, combination in enumerate(grid)]
+    previous = sweep_dir / "sweep.json"
+    if previous.is_file():
+        try:
+            before = [job["overrides"] for job in json.loads(previous.read_text(encoding="utf-8"))["runs"]]
+        except (ValueError, KeyError, TypeError):
+            before = None
+        if before != [job["overrides"] for job in jobs]:
+            raise ConfigError("holds another sweep (other combinations or --set); continue it as it was "
+                              "started, or choose another --out", file=str(sweep_dir))
     (sweep_dir / "sweep.json").write_text(json.dumps(
         {"source": str(source), "overrides": list(overrides), "sweep": spec, "runs": jobs}, indent=2) + "\n")
     results = _execute(jobs, workers or os.cpu_count() or 1, dask_address, on_result)
@@ -135,23 +196,7 @@ def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
         for job in jobs:
             collect(run_one(job))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed as done
-
-        # One BLAS thread per run: N runs on N cores beat N runs fighting over each core.
-        saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-        os.environ.update({name: "1" for name in _THREAD_VARIABLES})
-        try:
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(run_one, job) for job in jobs]
-                for future in done(futures):
-                    collect(future.result())
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        _run_processes(jobs, workers, collect)
     order = {job["out"]: index for index, job in enumerate(jobs)}
     return sorted(results, key=lambda result: order[result["out"]])
 
