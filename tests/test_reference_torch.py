@@ -69,7 +69,8 @@ layer = st.one_of(
 )
 
 
-@settings(max_examples=int(os.environ.get("YAMLNET_EXAMPLES", 60)), deadline=None)
+@settings(max_examples=int(os.environ.get("YAMLNET_EXAMPLES", 60)), deadline=None,
+          derandomize=not os.environ.get("YAMLNET_RANDOM"), database=None)
 @given(st.lists(layer, min_size=1, max_size=3), st.integers(5, 13), st.integers(5, 13), st.integers(1, 3),
        st.sampled_from(["float32", "float64"]), st.integers(0, 10**6))
 def test_outputs_and_gradients_agree_with_pytorch(layers, n_h, n_w, n_c, dtype, seed):
@@ -87,16 +88,20 @@ def test_outputs_and_gradients_agree_with_pytorch(layers, n_h, n_w, n_c, dtype, 
     loss = model.loss_and_grad(x, y)
     ours = {"probabilities": probabilities, "loss": np.array(loss), **model.gradients()}
     exact = reference(model, x, y, torch.float64)
-    if dtype == "float64":
-        for key, value in exact.items():
-            assert relative(ours[key], value) < 1e-8, key
-        return
-    # float32: within 1e-4 of the exact (float64) answer, or no further from it than PyTorch's own
-    # float32 answer is (a gradient summed from terms that cancel loses digits in any float32 code).
-    torch32 = reference(model, x, y, torch.float32)
+    # An array whose exact values are tiny next to the model's largest gradient (a saturated tanh, a
+    # bias summed from terms that cancel, dead ReLUs) has no meaningful relative error of its own:
+    # measure it against 1 % of that largest gradient, and never against less than 1e-3 (the loss
+    # is of order 1).
+    floor = max(1e-3, 1e-2 * max(np.max(np.abs(value)) for key, value in exact.items() if "/" in key))
+    tolerance = 1e-8 if dtype == "float64" else 1e-4
+    torch32 = reference(model, x, y, torch.float32) if dtype == "float32" else None
     for key, value in exact.items():
         error = np.max(np.abs(ours[key] - value))
-        assert relative(ours[key], value) < 1e-4 or error <= 2 * np.max(np.abs(torch32[key] - value)) + 1e-9, key
+        if error <= tolerance * max(np.max(np.abs(value)), floor):
+            continue
+        # float32 only: no further from the exact answer than PyTorch's own float32 result (a
+        # gradient summed from terms that cancel loses digits in any float32 code).
+        assert torch32 is not None and error <= 2 * np.max(np.abs(torch32[key] - value)), key
 
 
 def reference(model, x, y, torch_dtype):
