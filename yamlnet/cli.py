@@ -24,6 +24,19 @@ SET_HELP = "Override a key of the file: training.learning_rate=0.05, layers.conv
 SetOption = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from yamlnet import __version__
+        typer.echo(f"yamlnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    """Small convolutional networks described in one YAML file, trained with NumPy."""
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(message, err=True)
     raise typer.Exit(code)
