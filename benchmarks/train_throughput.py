@@ -5,15 +5,19 @@
     python benchmarks/train_throughput.py --memory              # also: peak RSS of training LeNet on 60,000 shapes
 
 Each figure is samples/s over an "epoch" of --samples random inputs already in memory (float32,
-batch 64, plain SGD: forward, loss, backward, step), after one warm-up epoch; the median of
---epochs timed epochs. yamlnet and PyTorch run alternately in the same process with the same
-number of threads, so the ratio is fair on a shared, noisy machine. PyTorch is never a
-dependency of yamlnet: `pip install torch` to get the comparison.
+batch 64, plain SGD: forward, loss, backward, step; inference: forward at batch 64), after one
+warm-up epoch; the median of --epochs timed epochs. Each framework runs in a fresh process of its
+own, as on a user's laptop, with the same number of threads; the two alternate for --rounds
+rounds, and a ratio is the median of the rounds' ratios, so that a shared, noisy machine hurts both
+alike. (In one process they disturb each other: OpenBLAS's idle threads spin for a while after
+each call, and yamlnet's allocator setting speeds PyTorch up too.) PyTorch is never a dependency
+of yamlnet: `pip install torch` to get the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yamlnet  # noqa: E402
+from yamlnet.model import plan  # noqa: E402
 from yamlnet.optim import SGD  # noqa: E402
 
 
@@ -58,13 +63,13 @@ def yamlnet_steps(model_file: str, batch: int, learning_rate: float = 0.01):
 
 
 # -- PyTorch: the same network, built from the same config ----------------------------------
-def torch_steps(model: yamlnet.Model, learning_rate: float = 0.01):
+def torch_steps(layers, learning_rate: float = 0.01):
     import torch
     from torch import nn
 
     acts = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
     modules: list = []
-    for layer in model.layers:
+    for layer in layers:
         config = layer.config
         if layer.type == "conv2d":
             modules.append(nn.Conv2d(layer.input_shape[2], config["filters"], layer.f, layer.s, layer.p))
@@ -105,42 +110,50 @@ def epoch_rate(step, batches) -> float:
     return sum(len(args[0]) for args in batches) / (time.perf_counter() - started)
 
 
-def time_side_by_side(ours, theirs, epochs: int) -> dict:
-    """Median samples/s of each, and the median of per-epoch ratios, over ``epochs`` epochs that
-    alternate between the two (after one warm-up epoch each), so that noise hits both alike."""
-    rates = {"yamlnet": [], "torch": []}
-    for repeat in range(epochs + 1):
-        for name, (step, batches) in (("yamlnet", ours), ("torch", theirs)):
-            if step is None:
-                continue
-            rate = epoch_rate(step, batches)
-            if repeat:
-                rates[name].append(rate)
-    result = {name: statistics.median(values) for name, values in rates.items() if values}
-    if rates["torch"]:
-        result["ratio"] = statistics.median(a / b for a, b in zip(rates["yamlnet"], rates["torch"]))
+def worker(framework: str, model_file: str, batch: int, samples: int, epochs: int, threads: int) -> dict:
+    """Run in a fresh process: median samples/s of training and of inference over ``epochs`` epochs,
+    after one warm-up epoch. Each framework gets a process of its own, as on a user's laptop: no
+    thread pools spinning beside it, no allocator settings but its own."""
+    config, layers = plan(model_file)  # shapes only: building a yamlnet Model would tune glibc for torch too
+    rng = np.random.default_rng(0)
+    x = rng.random((samples, *config["input"]), dtype=np.float32)
+    y = rng.integers(0, layers[-1].output_shape[0], samples)
+    if framework == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        train_step, infer_step = torch_steps(layers)
+        x, y = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), torch.from_numpy(y)
+    else:
+        _, train_step, infer_step = yamlnet_steps(model_file, batch)
+    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, samples, batch)]
+    result = {}
+    for kind, step, args in (("train", train_step, batches), ("infer", infer_step, [b[:1] for b in batches])):
+        rates = [epoch_rate(step, args) for _ in range(epochs + 1)][1:]
+        result[kind] = statistics.median(rates)
     return result
 
 
-def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: bool) -> dict:
-    model, train_step, infer_step = yamlnet_steps(model_file, batch)
-    rng = np.random.default_rng(0)
-    n_classes = model.output_shape[0]
-    x = rng.random((samples,) + model.input_shape, dtype=np.float32)
-    y = rng.integers(0, n_classes, samples)
-    np_batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, samples, batch)]
-    result = {"model": Path(model_file).stem, "params": model.param_count()}
-    torch_train = torch_infer = None
-    t_batches = []
-    if with_torch:
-        import torch
-        torch_train, torch_infer = torch_steps(model)
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        yt = torch.from_numpy(y)
-        t_batches = [(xt[i:i + batch], yt[i:i + batch]) for i in range(0, samples, batch)]
-    result["train"] = time_side_by_side((train_step, np_batches), (torch_train, t_batches), epochs)
-    result["infer"] = time_side_by_side((infer_step, [b[:1] for b in np_batches]),
-                                        (torch_infer, [b[:1] for b in t_batches]), epochs)
+def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: bool, rounds: int,
+            threads: int) -> dict:
+    """Rounds of [yamlnet process, PyTorch process], one after the other; the ratio of each round,
+    and the median over rounds, so that a noisy machine hurts both alike."""
+    _, layers = plan(model_file)
+    found = {"yamlnet": [], "torch": []}
+    for _ in range(rounds):
+        for framework in ("yamlnet", "torch") if with_torch else ("yamlnet",):
+            command = [sys.executable, __file__, "--worker", framework, model_file, "--batch", str(batch),
+                       "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            found[framework].append(json.loads(output.strip().splitlines()[-1]))
+    result = {"model": Path(model_file).stem, "params": sum(layer.param_count() for layer in layers),
+              "peak_rss_mb": max(r["peak_rss_mb"] for r in found["yamlnet"])}
+    for kind in ("train", "infer"):
+        ours = [r[kind] for r in found["yamlnet"]]
+        result[kind] = {"yamlnet": statistics.median(ours)}
+        if with_torch:
+            theirs = [r[kind] for r in found["torch"]]
+            result[kind].update(torch=statistics.median(theirs),
+                                ratio=statistics.median(a / b for a, b in zip(ours, theirs)))
     return result
 
 
@@ -163,38 +176,49 @@ def main() -> None:
                                                       str(ROOT / "models" / "ng_example.yaml")])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--samples", type=int, default=64 * 40, help="samples per timed epoch")
-    parser.add_argument("--epochs", type=int, default=7, help="timed epochs (the median is reported)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per process (the median counts)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of one process per framework")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--memory", action="store_true", help="also measure training memory on 60,000 images")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.worker:
+        result = worker(args.worker, args.models[0], args.batch, args.samples, args.epochs, args.threads)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
     threads, kernel = blas_info()
-    memory = training_memory() if args.memory else None  # first, before this process grows
-    with_torch = not args.no_torch
-    if with_torch:
+    memory = training_memory() if args.memory else None
+    torch_version = None
+    if not args.no_torch:
         try:
-            import torch
-            torch.set_num_threads(threads)
-        except ImportError:
-            with_torch = False
+            from importlib.metadata import version
+            torch_version = version("torch")
+        except Exception:  # not installed: yamlnet's figures alone
+            torch_version = None
+    with_torch = torch_version is not None
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"NumPy {np.__version__}, BLAS {kernel} × {threads} threads"
-          + (f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if with_torch else ", no PyTorch"))
-    print(f"batch {args.batch}, float32, plain SGD; samples/s, median of {args.epochs} epochs of {args.samples} "
-          f"samples; ratio: median of per-epoch yamlnet / PyTorch, the two alternating\n")
+          + (f", PyTorch {torch_version} ({threads} threads)" if with_torch else ", no PyTorch"))
+    print(f"batch {args.batch}, float32, plain SGD; samples/s: median of {args.epochs} epochs of {args.samples} "
+          f"samples in a fresh process per framework, {args.rounds} rounds;\nratio: median over rounds of "
+          f"yamlnet / PyTorch\n")
     header = f"{'model':<12} {'params':>8}"
     for kind in ("train", "infer"):
         header += f" {kind:>9}" + (f" {'torch':>9} {'ratio':>6}" if with_torch else "")
-    print(header)
+    print(header + f" {'peak RSS':>9}")
     for model_file in args.models:
-        r = measure(model_file, args.batch, args.samples, args.epochs, with_torch)
+        r = measure(model_file, args.batch, args.samples, args.epochs, with_torch, args.rounds, threads)
         line = f"{r['model']:<12} {r['params']:>8,}"
         for kind in ("train", "infer"):
             line += f" {r[kind]['yamlnet']:>9,.0f}"
             if with_torch:
                 line += f" {r[kind]['torch']:>9,.0f} {r[kind]['ratio']:>6.2f}"
-        print(line, flush=True)
-    print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+        print(line + f" {r['peak_rss_mb']:>6,.0f} MB", flush=True)
+    print("\npeak RSS: of the yamlnet process (data, model and the timed epochs)")
     if memory is not None:
         print(f"peak RSS of training lenet for an epoch on 60,000 generated 28 × 28 × 1 shapes: {memory:,.0f} MB")
 

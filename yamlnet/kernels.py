@@ -43,18 +43,20 @@ def im2col(xp: np.ndarray, f: int, s: int, n_h: int, n_w: int, out: np.ndarray |
     ``out`` (a buffer of that many elements) is filled if given. The columns come in whichever
     memory order copies faster — NumPy's copy loops run along the innermost contiguous stretch:
     - row-major: one copy from the window view; the stretch is a window row, f·C values;
-    - column-major (a transposed view, which matrix multiplies take as they are): one copy per
-      kernel offset (i, j) and channel; the stretch is an output row, n_W values. This wins for the
-      first layers, where C is 1 or 3.
+    - column-major (a transposed view, which matrix multiplies take as they are): the input made
+      channel-first, then one copy per kernel offset (i, j); the stretch is an output row, n_W
+      values. This wins for the first layers, where C is 1 or 3.
     """
     n, c = xp.shape[0], xp.shape[3]
     size = n * n_h * n_w * f * f * c
     buffer = np.empty(size, dtype=xp.dtype) if out is None else out.reshape(size)
     if n_w > f * c:
         cols_t = buffer.reshape(f, f, c, n, n_h, n_w)
+        # channel-first first (one small copy), so that every offset's copy runs along contiguous rows
+        xp_c = xp.transpose(3, 0, 1, 2) if c == 1 else np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
         for i in range(f):
             for j in range(f):
-                np.copyto(cols_t[i, j], offset_view(xp, i, j, s, n_h, n_w).transpose(3, 0, 1, 2))
+                np.copyto(cols_t[i, j], xp_c[:, :, i:i + s * (n_h - 1) + 1:s, j:j + s * (n_w - 1) + 1:s])
         return cols_t.reshape(f * f * c, n * n_h * n_w).T
     cols = buffer.reshape(n, n_h, n_w, f, f, c)
     np.copyto(cols, windows(xp, f, s, n_h, n_w))
