@@ -110,7 +110,8 @@ def epoch_rate(step, batches) -> float:
     return sum(len(args[0]) for args in batches) / (time.perf_counter() - started)
 
 
-def worker(framework: str, model_file: str, batch: int, samples: int, epochs: int, threads: int) -> dict:
+def worker(framework: str, model_file: str, batch: int, samples: int, epochs: int, threads: int,
+           infer_batch: int) -> dict:
     """Run in a fresh process: median samples/s of training and of inference over ``epochs`` epochs,
     after one warm-up epoch. Each framework gets a process of its own, as on a user's laptop: no
     thread pools spinning beside it, no allocator settings but its own."""
@@ -126,15 +127,16 @@ def worker(framework: str, model_file: str, batch: int, samples: int, epochs: in
     else:
         _, train_step, infer_step = yamlnet_steps(model_file, batch)
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, samples, batch)]
+    inputs = [(x[i:i + infer_batch],) for i in range(0, samples, infer_batch)]
     result = {}
-    for kind, step, args in (("train", train_step, batches), ("infer", infer_step, [b[:1] for b in batches])):
+    for kind, step, args in (("train", train_step, batches), ("infer", infer_step, inputs)):
         rates = [epoch_rate(step, args) for _ in range(epochs + 1)][1:]
         result[kind] = statistics.median(rates)
     return result
 
 
 def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: bool, rounds: int,
-            threads: int) -> dict:
+            threads: int, infer_batch: int) -> dict:
     """Rounds of [yamlnet process, PyTorch process], one after the other; the ratio of each round,
     and the median over rounds, so that a noisy machine hurts both alike."""
     _, layers = plan(model_file)
@@ -142,7 +144,8 @@ def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: 
     for _ in range(rounds):
         for framework in ("yamlnet", "torch") if with_torch else ("yamlnet",):
             command = [sys.executable, __file__, "--worker", framework, model_file, "--batch", str(batch),
-                       "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads)]
+                       "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads),
+                       "--infer-batch", str(infer_batch)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             found[framework].append(json.loads(output.strip().splitlines()[-1]))
     result = {"model": Path(model_file).stem, "params": sum(layer.param_count() for layer in layers),
@@ -174,7 +177,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*", default=[str(ROOT / "models" / "lenet.yaml"),
                                                       str(ROOT / "models" / "ng_example.yaml")])
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64, help="training batch size")
+    parser.add_argument("--infer-batch", type=int, default=64, help="inference batch size")
     parser.add_argument("--samples", type=int, default=64 * 40, help="samples per timed epoch")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per process (the median counts)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one process per framework")
@@ -185,7 +189,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.worker:
-        result = worker(args.worker, args.models[0], args.batch, args.samples, args.epochs, args.threads)
+        result = worker(args.worker, args.models[0], args.batch, args.samples, args.epochs, args.threads,
+                        args.infer_batch)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -203,7 +208,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"NumPy {np.__version__}, BLAS {kernel} × {threads} threads"
           + (f", PyTorch {torch_version} ({threads} threads)" if with_torch else ", no PyTorch"))
-    print(f"batch {args.batch}, float32, plain SGD; samples/s: median of {args.epochs} epochs of {args.samples} "
+    print(f"batch {args.batch} (inference {args.infer_batch}), float32, plain SGD; samples/s: median of {args.epochs} epochs of {args.samples} "
           f"samples in a fresh process per framework, {args.rounds} rounds;\nratio: median over rounds of "
           f"yamlnet / PyTorch\n")
     header = f"{'model':<12} {'params':>8}"
@@ -211,7 +216,8 @@ def main() -> None:
         header += f" {kind:>9}" + (f" {'torch':>9} {'ratio':>6}" if with_torch else "")
     print(header + f" {'peak RSS':>9}")
     for model_file in args.models:
-        r = measure(model_file, args.batch, args.samples, args.epochs, with_torch, args.rounds, threads)
+        r = measure(model_file, args.batch, args.samples, args.epochs, with_torch, args.rounds, threads,
+                    args.infer_batch)
         line = f"{r['model']:<12} {r['params']:>8,}"
         for kind in ("train", "infer"):
             line += f" {r[kind]['yamlnet']:>9,.0f}"
