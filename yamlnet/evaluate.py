@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BATCH = 512
+BATCH = 512  # samples gathered from the data at a time (the model then runs them in smaller batches)
 
 
 def predict(model, x: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
@@ -13,7 +13,7 @@ def predict(model, x: np.ndarray, indices: np.ndarray | None = None) -> np.ndarr
     out = []
     for start in range(0, n, BATCH):
         chunk = slice(start, start + BATCH)
-        out.append(model.predict_proba(x[chunk] if indices is None else x[indices[chunk]], batch_size=BATCH))
+        out.append(model.predict_proba(x[chunk] if indices is None else x[indices[chunk]]))
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), model.dtype)
 
 
