@@ -199,3 +199,17 @@ def test_evaluate_on_the_test_set_and_plot_at_the_end(tmp_path):
     runner.invoke(app, ["train", str(digits), "--out", str(tmp_path / "digits"), "--quiet"])
     result = runner.invoke(app, ["evaluate", str(tmp_path / "digits"), "--test"])
     assert result.exit_code == 2 and "no separate test set" in result.output
+
+
+def test_normalization_travels_with_the_weights(tmp_path):
+    result = train(with_training(epochs=1), out=tmp_path / "run")
+    model = yamlnet.load_model(result.run_dir / "checkpoints" / "best.npz")
+    shift, scale = model.normalization
+    assert shift.shape == (1,) and shift[0] == 0 and scale[0] == 16  # digits: 0..16, scaled to 0..1
+    model.save(tmp_path / "m.npz")
+    assert np.array_equal(yamlnet.load_model(tmp_path / "m.npz").normalization[1], scale)
+    from yamlnet.data.digits import load_digits
+    x, y, _, _ = load_digits(None, None, 0)
+    np.savez(tmp_path / "d.npz", x=x[:50], y=y[:50])
+    assert yamlnet.evaluate(tmp_path / "m.npz", tmp_path / "d.npz") == yamlnet.evaluate(result.run_dir,
+                                                                                        tmp_path / "d.npz")

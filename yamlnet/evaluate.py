@@ -51,15 +51,9 @@ def load_trained(path) -> tuple:
     as (x − shift) / scale, with the statistics the run computed from its training part."""
     from yamlnet import runs
     from yamlnet.model import load_model
-    from yamlnet.npzio import read_npz
 
-    file = runs.model_file(path)
-    model = load_model(file)
-    arrays = read_npz(file, "model file")
-    n_c = model.input_shape[-1]
-    shift = arrays.get("normalization/shift", np.zeros(n_c)).astype(model.dtype)
-    scale = arrays.get("normalization/scale", np.ones(n_c)).astype(model.dtype)
-    return model, shift, scale
+    model = load_model(runs.model_file(path))
+    return (model, *model.normalization)
 
 
 def evaluate(path, data: str | None = None, *, split: str = "validation", x_key: str = "x",

@@ -106,6 +106,10 @@ class Model:
         for index, layer in enumerate(self.layers):
             layer.needs_input_grad = index > self._first_trainable
         self._fused = self.layers[-1].type == "softmax"
+        n_c = self.input_shape[-1]
+        #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
+        #: ``forward``; training sets them from its data, save and load keep them with the weights.
+        self.normalization = (np.zeros(n_c, self.dtype), np.ones(n_c, self.dtype))
 
     # -- math ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -166,12 +170,13 @@ class Model:
     def arrays(self) -> dict[str, np.ndarray]:
         """What ``save`` writes: the weights under ``params/`` and the resolved config as JSON."""
         arrays = {f"params/{key}": value for key, value in self.parameters().items()}
+        arrays["normalization/shift"], arrays["normalization/scale"] = self.normalization
         arrays["__config__"] = np.array(json.dumps(self.config))
         arrays["__format__"] = np.array(FORMAT)
         return arrays
 
     def save(self, path: str | Path) -> None:
-        """One ``.npz`` with the weights and the resolved config, written atomically."""
+        """One ``.npz`` with the weights, the normalization and the resolved config, written atomically."""
         write_npz_atomic(path, self.arrays())
 
     def load_weights(self, arrays: dict[str, np.ndarray], file: str | None = None) -> None:
@@ -191,6 +196,13 @@ class Model:
                        and key[len("params/"):] not in expected)
         if extra:
             raise DataError(f"holds weights the model does not have: {', '.join(extra)}", file=file)
+        if "normalization/shift" in arrays:
+            shift, scale = arrays["normalization/shift"], arrays.get("normalization/scale")
+            expected_shape = self.normalization[0].shape
+            if scale is None or shift.shape != expected_shape or scale.shape != expected_shape or not (
+                    np.issubdtype(shift.dtype, np.floating) and np.issubdtype(scale.dtype, np.floating)):
+                raise DataError(f"normalization arrays must both be {expected_shape} floats", file=file)
+            self.normalization = (shift.astype(self.dtype), scale.astype(self.dtype))
 
 
 def build_model(source, overrides=()) -> Model:

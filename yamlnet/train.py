@@ -127,6 +127,7 @@ class _Trainer:
                                  f"the model ends in a volume {self.model.output_shape}; a classifier ends in "
                                  f"a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
         self.data = load_data(config, self.model.output_shape[0], dtype=self.model.dtype)
+        self.model.normalization = (self.data.shift, self.data.scale)
         self.optimizer = OPTIMIZERS[self.training["optimizer"]](self.model.parameters(), self.training)
         self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
         self.state = LoopState()
@@ -147,8 +148,6 @@ class _Trainer:
     def _checkpoint_arrays(self) -> dict[str, np.ndarray]:
         arrays = self.model.arrays()
         arrays.update({f"optim/{key}": value for key, value in self.optimizer.state.items()})
-        arrays["normalization/shift"] = self.data.shift
-        arrays["normalization/scale"] = self.data.scale
         if self.state.batch:
             arrays["loop/order"] = self.order
         return arrays
