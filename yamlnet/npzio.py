@@ -23,7 +23,7 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
             return {key: archive[key] for key in archive.files}
     except ValueError as exc:
         if "pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(f"holds object arrays, which yamlnet never unpickles", file=str(path)) from None
+            raise DataError("holds object arrays, which yamlnet never unpickles", file=str(path)) from None
         raise DataError(f"is not a readable .npz {what}: {exc}", file=str(path)) from None
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DataError(f"is not a readable .npz {what} (truncated or corrupt: {exc})", file=str(path)) from None

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 from conftest import check_layer_gradients, make_layer
 from gradcheck import rel_error
