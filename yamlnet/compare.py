@@ -10,7 +10,7 @@ from yamlnet.config import load_config
 from yamlnet.errors import DataError
 
 
-def flatten(value, prefix: str = "", names: list | None = None) -> dict:
+def flatten(value, prefix: str = "") -> dict:
     """``{"layers": [{"name": "conv1", "filters": 8}]}`` → ``{"layers.conv1.filters": 8}``: the keys of ``--set``."""
     if isinstance(value, dict):
         out = {}

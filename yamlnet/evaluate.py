@@ -90,13 +90,10 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
 def predict_file(path, inputs: str, *, x_key: str = "x") -> np.ndarray:
     """Class probabilities (N, n_classes) of a trained model for the images ``x_key`` of ``inputs``."""
     from yamlnet.errors import DataError
-    from yamlnet.npzio import read_npz
+    from yamlnet.npzio import read_arrays
 
     model, shift, scale = load_trained(path)
-    arrays = read_npz(inputs, "input file")
-    if x_key not in arrays:
-        raise DataError(f"has no array '{x_key}'; it holds {', '.join(sorted(arrays)) or 'nothing'}", file=str(inputs))
-    x = arrays[x_key]
+    x, = read_arrays(inputs, (x_key,), "input file")
     if x.ndim == len(model.input_shape) and x.shape == model.input_shape or (
             x.ndim == 2 and model.input_shape[-1] == 1 and x.shape == model.input_shape[:2]):
         x = x[None]  # a single image

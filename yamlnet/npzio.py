@@ -29,6 +29,16 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
         raise DataError(f"is not a readable .npz {what} (truncated or corrupt: {exc})", file=str(path)) from None
 
 
+def read_arrays(path: str | os.PathLike, keys, what: str = "file") -> list[np.ndarray]:
+    """The arrays ``keys`` of an ``.npz`` (read as ``read_npz`` does), naming what it holds when one is missing."""
+    arrays = read_npz(path, what)
+    for key in keys:
+        if key not in arrays:
+            raise DataError(f"has no array '{key}'; it holds {', '.join(sorted(arrays)) or 'nothing'}",
+                            file=str(path))
+    return [arrays[key] for key in keys]
+
+
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` so that a crash leaves the old file or the new one, never half of one:
     a temporary file in the same folder, flushed to disk, then renamed over ``path``."""

@@ -23,7 +23,7 @@ def summarize(config: dict, layers: list[Layer]) -> dict:
     }
 
 
-def _bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
@@ -60,11 +60,11 @@ def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
         out.extend(" " * 4 + step for step in row[6])
     out += [rule,
             f"Total params: {total_params:,}",
-            f"Parameter memory: {_bytes(total_params * itemsize)}",
+            f"Parameter memory: {format_bytes(total_params * itemsize)}",
             f"Total mult-adds: {sum(layer.macs() for layer in layers):,}",
-            f"Activation memory per sample: {_bytes((_elements(config['input']) + activations) * itemsize)}",
+            f"Activation memory per sample: {format_bytes((_elements(config['input']) + activations) * itemsize)}",
             f"Training memory at batch {config['training']['batch_size']} (estimate): "
-            f"{_bytes(sum(size for size, _ in training_memory(config, layers)))}"]
+            f"{format_bytes(sum(size for size, _ in training_memory(config, layers)))}"]
     out += list(notes.values())
     return "\n".join(out)
 
@@ -120,6 +120,3 @@ def training_memory(config: dict, layers: list[Layer]) -> list[tuple[int, str]]:
         estimates.append((count * _elements(config["input"]) * 4, f"{count:,} generated images"))
     return estimates
 
-
-def format_bytes(n: int) -> str:
-    return _bytes(n)

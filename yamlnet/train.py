@@ -24,7 +24,8 @@ from yamlnet.errors import DataError, ShapeError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.model import Model, make_layers
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
-from yamlnet.progress import Reporter, make_reporter
+from yamlnet.npzio import write_text_atomic
+from yamlnet.progress import Reporter, epoch_line, make_reporter
 from yamlnet.summary import render
 
 _HIGHER_IS_BETTER = {"accuracy", "val_accuracy"}
@@ -262,9 +263,6 @@ class _Trainer:
                            self.state.best, interrupted)
 
     def _write_summary(self, result: TrainResult) -> None:
-        from yamlnet.progress import epoch_line
-        from yamlnet.npzio import write_text_atomic
-
         lines = [render(self.config, make_layers(self.config)), ""]
         lines += [epoch_line(record, self.training["epochs"]) for record in result.metrics]
         lines += ["", result.final_line()]

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from yamlnet.data import PATH_KEY, register_dataset
-from yamlnet.errors import DataError
-from yamlnet.npzio import read_npz
+from yamlnet.npzio import read_arrays
 
 
 def read_xy(path, x_key: str, y_key: str):
-    arrays = read_npz(path, "data file")
-    for key in (x_key, y_key):
-        if key not in arrays:
-            raise DataError(f"has no array '{key}'; it holds {', '.join(sorted(arrays)) or 'nothing'}",
-                            file=str(path))
-    return arrays[x_key], arrays[y_key]
+    return read_arrays(path, (x_key, y_key), "data file")
 
 
 @register_dataset("npz", required=("path",), description="your own .npz file of images and labels", keys={
