@@ -5,6 +5,7 @@ import pytest
 from gradcheck import numerical_gradient, rel_error
 
 import yamlnet
+from yamlnet import parallel
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.model import make_layers
 
@@ -92,6 +93,34 @@ def test_forward_gives_probabilities_and_same_seed_same_weights():
     assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1)
     other = yamlnet.build_model({**TINY, "training": {"seed": 4, "dtype": "float64"}})
     assert not np.array_equal(other.layers[0].params["W"], first.layers[0].params["W"])
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_batch_cut_into_shards_gives_what_the_whole_batch_gives(workers, monkeypatch):
+    """Shards on threads (yamlnet.parallel): same loss, probabilities, gradients and dropout masks."""
+    layers = [{**layer, "rate": 0.4} if layer["type"] == "dropout" else layer for layer in TINY["layers"]]
+    config = {**TINY, "layers": layers}
+    whole, sharded = yamlnet.build_model(config), yamlnet.build_model(config)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((10, 7, 6, 2)), rng.integers(0, 3, 10)
+    monkeypatch.setattr(parallel, "n_workers", lambda: 1)
+    expected = [whole.train_step_forward(x, y), whole.forward(x)]
+    monkeypatch.setattr(parallel, "n_workers", lambda: workers)
+    monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
+    for step in range(2):  # the second time after an update of the shared weights
+        got = [sharded.train_step_forward(x, y), sharded.forward(x)]
+        assert len(sharded._replicas) == workers
+        assert got[0][0] == pytest.approx(expected[0][0], abs=1e-12)
+        assert np.allclose(got[0][1], expected[0][1], atol=1e-12) and np.allclose(got[1], expected[1], atol=1e-12)
+        for key, grad in whole.gradients().items():
+            assert np.allclose(sharded.gradients()[key], grad, atol=1e-12), key
+        assert sharded.rng.bit_generator.state == whole.rng.bit_generator.state  # the same draws
+        for model in (whole, sharded):
+            for key, param in model.parameters().items():
+                param -= 0.1 * model.gradients()[key]
+        monkeypatch.setattr(parallel, "n_workers", lambda: 1)
+        expected = [whole.train_step_forward(x, y), whole.forward(x)]
+        monkeypatch.setattr(parallel, "n_workers", lambda: workers)
 
 
 def test_initialisation_is_he_before_relu_and_glorot_otherwise():

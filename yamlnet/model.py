@@ -7,15 +7,17 @@ there); ``Model`` then allocates weights and runs forward, backward and the fuse
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from yamlnet import kernels
+from yamlnet import kernels, parallel
 from yamlnet.config import Document, resolve
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
+from yamlnet.layers.dropout import Dropout
 from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.npzio import read_npz, write_npz_atomic
@@ -106,6 +108,8 @@ class Model:
         for index, layer in enumerate(self.layers):
             layer.needs_input_grad = index > self._first_trainable
         self._fused = self.layers[-1].type == "softmax"
+        self._replicas: list[list[Layer]] = [self.layers]  # one copy of the layers per shard
+        self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
         #: ``forward``; training sets them from its data, save and load keep them with the weights.
@@ -115,9 +119,10 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
-        for layer in self.layers:
-            x = layer.forward(x, training)
-        return x
+        shards = self._shards(len(x), training)
+        outputs = parallel.run([partial(_forward, layers, x[start:stop], training)
+                                for layers, (start, stop) in shards])
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Mean cross-entropy for integer labels y (N,), filling every layer's ``grads``.
@@ -130,14 +135,41 @@ class Model:
 
     def train_step_forward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
-        x = self._check_input(x)
-        body = self.layers[:-1] if self._fused else self.layers
-        for layer in body:
-            x = layer.forward(x, training=True)
-        loss, grad, probs = softmax_cross_entropy(x, np.asarray(y))
+        x, y = self._check_input(x), np.asarray(y)
+        shards = self._shards(len(x), training=True)
+        results = parallel.run([partial(self._train_shard, layers, x[start:stop], y[start:stop], len(x))
+                                for layers, (start, stop) in shards])
+        for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
+            for layer, twin in zip(self.layers, replica):
+                for key, grad in layer.grads.items():
+                    grad += twin.grads[key]
+        loss = sum(shard_loss for shard_loss, _ in results)
+        return loss, np.concatenate([probs for _, probs in results]) if len(results) > 1 else results[0][1]
+
+    def _train_shard(self, layers: list[Layer], x: np.ndarray, y: np.ndarray,
+                     batch_size: int) -> tuple[float, np.ndarray]:
+        """Forward, fused loss and backward of one shard, filling ``layers``' grads."""
+        body = layers[:-1] if self._fused else layers
+        x = _forward(body, x, training=True)
+        loss, grad, probs = softmax_cross_entropy(x, y, batch_size)
         for layer in reversed(body[self._first_trainable:]):
             grad = layer.backward(grad)
         return loss, probs
+
+    def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
+        """The batch's shards (``yamlnet.parallel``), each with its own copy of the layers: the first
+        shard's are ``self.layers``. Dropout's draws are made for the whole batch here, in layer order,
+        so that a run draws the same masks however its batches are cut."""
+        bounds = parallel.shards(n, self._macs_per_sample)
+        while len(self._replicas) < len(bounds):
+            self._replicas.append([layer.replica() for layer in self.layers])
+        if training and len(bounds) > 1:
+            for index, layer in enumerate(self.layers):
+                noise = layer.draw_noise(n) if isinstance(layer, Dropout) else None
+                for replica, (start, stop) in zip(self._replicas, bounds):
+                    if noise is not None:
+                        replica[index].noise = noise[start:stop]
+        return list(zip(self._replicas, bounds))
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, n_classes), computed ``batch_size`` samples at a time (small
@@ -203,6 +235,12 @@ class Model:
                     np.issubdtype(shift.dtype, np.floating) and np.issubdtype(scale.dtype, np.floating)):
                 raise DataError(f"normalization arrays must both be {expected_shape} floats", file=file)
             self.normalization = (shift.astype(self.dtype), scale.astype(self.dtype))
+
+
+def _forward(layers: list[Layer], x: np.ndarray, training: bool) -> np.ndarray:
+    for layer in layers:
+        x = layer.forward(x, training)
+    return x
 
 
 def build_model(source, overrides=()) -> Model:

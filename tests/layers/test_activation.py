@@ -25,3 +25,15 @@ def test_forward_does_not_change_its_input(rng):
     kept = x.copy()
     layer.forward(x)
     assert np.array_equal(x, kept)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fast_forms_equal_the_definitions(dtype, rng):
+    """ReLU against a broadcast row of zeros and leaky ReLU as max(z, 0.01·z) are the textbook g."""
+    x = rng.standard_normal((3, 5, 4, 2)).astype(dtype)
+    x[0, 0, 0] = [0.0, -0.0]
+    definitions = {"relu": np.where(x > 0, x, 0), "leaky_relu": np.where(x > 0, x, x * x.dtype.type(0.01))}
+    for name, expected in definitions.items():
+        layer = make_layer((5, 4, 2), {"type": "activation", "activation": name}, dtype=dtype)
+        out = layer.forward(x)
+        assert out.dtype == x.dtype and np.array_equal(out, expected), name

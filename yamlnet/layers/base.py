@@ -105,6 +105,17 @@ class Layer:
                        for key, shape in self.param_shapes().items()}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
 
+    def replica(self) -> "Layer":
+        """A twin for another shard of the batch (``yamlnet.parallel``): it shares this layer's
+        ``params`` (the same dict, so updates reach both) but has its own ``grads``, caches and buffers."""
+        twin = type(self)(self.name, self.config)
+        twin.set_input_shape(self.input_shape)
+        twin.dtype = self.dtype
+        twin.params = self.params
+        twin.grads = {key: np.zeros_like(value) for key, value in self.grads.items()}
+        twin.needs_input_grad = self.needs_input_grad
+        return twin
+
     def initial_value(self, key: str, shape: Shape, rng: np.random.Generator, init: str) -> np.ndarray:
         """Biases start at zero; weights He-normal before ReLU-like units, else Glorot-uniform."""
         if key == "b":

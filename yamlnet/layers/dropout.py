@@ -18,16 +18,31 @@ class Dropout(Layer):
     hyperparameters = {"rate": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.5,
                                 "description": "probability of dropping each value"}}
 
+    #: uniform draws (N, ...) for the next training forward, set by the model when it cuts a batch
+    #: into shards: the whole batch's draws come from ``rng`` in one go, as they would unsharded
+    noise: np.ndarray | None = None
+
     def build(self, input_shape, rng, dtype=np.float32, init="glorot"):
         super().build(input_shape, rng, dtype, init)
         self.rng = rng
 
+    def replica(self):
+        twin = super().replica()
+        twin.rng = self.rng
+        return twin
+
+    def draw_noise(self, n: int) -> np.ndarray | None:
+        """The uniform draws (n, ...) that a training forward of n samples would make; None at rate 0."""
+        rate = self.config["rate"]
+        return self.rng.random((n, *self.input_shape), dtype=self.dtype) if rate > 0 else None
+
     def forward(self, x, training=False):
         rate = self.config["rate"]
+        noise, self.noise = self.noise, None
         if not training or rate == 0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=x.dtype) >= rate
+        keep = (self.rng.random(x.shape, dtype=x.dtype) if noise is None else noise) >= rate
         self._mask = keep * x.dtype.type(1.0 / (1.0 - rate))
         return x * self._mask
 

@@ -1,0 +1,69 @@
+"""Data parallelism on threads: a batch is cut into shards that go through the network side by side.
+
+BLAS spreads each matrix multiply over the cores, but everything between the multiplies — im2col
+copies, bias, ReLU, pooling, softmax — runs on one core. Cut the batch by samples instead, one
+shard per core, each through its own copy of the layers (sharing the weights) with BLAS on one
+thread, and every operation uses every core: NumPy releases the GIL inside its loops. Measured on
+2 cores: training 18 % and inference 15 % faster than one thread of Python over two of BLAS.
+
+The number of shards is BLAS's own thread count, so the usual knob (``OMP_NUM_THREADS=1``,
+``OPENBLAS_NUM_THREADS``) sets both; where threadpoolctl cannot steer the BLAS, batches run whole.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import nullcontext
+from typing import Callable
+
+#: a shard with less work than this (forward multiply-adds) costs more than it saves: waking a
+#: thread takes ~70 µs here, and small arrays hold the GIL. Measured on 2 cores, LeNet breaks even
+#: at 32 samples a shard (7 M), gains 20 % at 64 (13 M); the 8 × 8 digits net loses at any size.
+MIN_SHARD_MACS = 10_000_000
+
+_state: dict = {}
+
+
+def _blas():
+    """threadpoolctl's handle on NumPy's BLAS, or None; looked up once (it scans loaded libraries)."""
+    if "blas" not in _state:
+        try:
+            from threadpoolctl import ThreadpoolController
+            blas = ThreadpoolController().select(user_api="blas")
+            _state["blas"] = blas if blas.lib_controllers else None
+        except Exception:  # an unknown BLAS, or a platform threadpoolctl does not know: run whole
+            _state["blas"] = None
+    return _state["blas"]
+
+
+def n_workers() -> int:
+    blas = _blas()
+    return max(1, min(controller.num_threads for controller in blas.lib_controllers)) if blas else 1
+
+
+def shards(n: int, macs_per_sample: int) -> list[tuple[int, int]]:
+    """(start, stop) slices of a batch of n: one per BLAS thread, as even as can be, each with at
+    least MIN_SHARD_MACS of work; [(0, n)] when the batch is too small to share."""
+    count = max(1, min(n_workers(), n, n * macs_per_sample // MIN_SHARD_MACS))
+    bounds = [n * k // count for k in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def run(tasks: list[Callable[[], object]]) -> list:
+    """Run the tasks at the same time, BLAS on one thread each; their results in order.
+
+    The calling thread runs the first task itself, so one shard costs no hand-off at all.
+    """
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    pool = _state.get("pool")
+    if pool is None or pool._max_workers < len(tasks) - 1:
+        pool = _state["pool"] = ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="yamlnet")
+    blas = _blas()
+    with blas.limit(limits=1) if blas else nullcontext():
+        futures = [pool.submit(task) for task in tasks[1:]]
+        try:
+            first = tasks[0]()
+        finally:
+            wait(futures)  # never leave a shard running on layers the caller may touch next
+        return [first] + [future.result() for future in futures]
