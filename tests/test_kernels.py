@@ -40,8 +40,12 @@ def test_im2col_both_layouts_match_the_definition(shape, f, s, rng):
 
 
 @pytest.mark.parametrize("shape, f, s, k", [((2, 7, 7, 3), 3, 1, 4), ((2, 9, 9, 2), 3, 2, 3), ((1, 10, 11, 2), 4, 3, 2),
-                                            ((2, 6, 6, 1), 1, 2, 2)])
-def test_input_gradient_is_the_adjoint_of_the_convolution(shape, f, s, k, rng):
+                                            ((2, 6, 6, 1), 1, 2, 2),
+                                            # wide enough for the widened rows (zero tails wrap):
+                                            ((3, 5, 40, 2), 3, 1, 3), ((3, 9, 41, 3), 3, 2, 2), ((2, 7, 50, 1), 4, 3, 2)])
+@pytest.mark.parametrize("cache_bytes", [kernels.CACHE_BYTES, 1])  # one slice of the batch, or one per sample
+def test_input_gradient_is_the_adjoint_of_the_convolution(shape, f, s, k, cache_bytes, rng, monkeypatch):
+    monkeypatch.setattr(kernels, "CACHE_BYTES", cache_bytes)
     n_h, n_w = (shape[1] - f) // s + 1, (shape[2] - f) // s + 1
     dz = rng.standard_normal((shape[0], n_h, n_w, k))
     w = rng.standard_normal((f, f, shape[3], k))
