@@ -29,7 +29,7 @@ def input_grad_naive(dz, w, s, padded_shape):
 
 
 @pytest.mark.parametrize("shape, f, s", [((2, 7, 7, 3), 3, 1), ((2, 9, 30, 1), 5, 1), ((1, 11, 12, 2), 3, 2),
-                                         ((2, 8, 8, 16), 2, 2)])
+                                         ((2, 8, 8, 16), 2, 2), ((2, 9, 31, 1), 3, 2), ((2, 6, 20, 3), 2, 1)])
 def test_im2col_both_layouts_match_the_definition(shape, f, s, rng):
     xp = rng.standard_normal(shape)
     n_h, n_w = (shape[1] - f) // s + 1, (shape[2] - f) // s + 1
