@@ -4,7 +4,7 @@ BLAS spreads each matrix multiply over the cores, but everything between the mul
 copies, bias, ReLU, pooling, softmax — runs on one core. Cut the batch by samples instead, one
 shard per core, each through its own copy of the layers (sharing the weights) with BLAS on one
 thread, and every operation uses every core: NumPy releases the GIL inside its loops. Measured on
-2 cores: training 18 % and inference 15 % faster than one thread of Python over two of BLAS.
+2 cores: training 16–20 % and inference 12–19 % faster than one thread of Python over two of BLAS.
 
 The number of shards is BLAS's own thread count, so the usual knob (``OMP_NUM_THREADS=1``,
 ``OPENBLAS_NUM_THREADS``) sets both; where threadpoolctl cannot steer the BLAS, batches run whole.
