@@ -165,9 +165,8 @@ class Model:
             self._replicas.append([layer.replica() for layer in self.layers])
         if training and len(bounds) > 1:
             for index, layer in enumerate(self.layers):
-                noise = layer.draw_noise(n) if isinstance(layer, Dropout) else None
-                for replica, (start, stop) in zip(self._replicas, bounds):
-                    if noise is not None:
+                if isinstance(layer, Dropout) and (noise := layer.draw_noise(n)) is not None:
+                    for replica, (start, stop) in zip(self._replicas, bounds):
                         replica[index].noise = noise[start:stop]
         return list(zip(self._replicas, bounds))
 
