@@ -17,6 +17,11 @@ def test_shards_are_even_and_cover_the_batch(monkeypatch):
     assert parallel.shards(2, 10**9) == [(0, 1), (1, 2)]
 
 
+def test_many_blas_threads_run_batches_whole(monkeypatch):
+    monkeypatch.setattr(parallel, "n_workers", lambda: parallel.MAX_SHARDS + 1)
+    assert parallel.shards(1000, 10**9) == [(0, 1000)]
+
+
 def test_small_batches_or_models_run_whole(two_workers):
     per_sample = parallel.MIN_SHARD_MACS // 10
     assert parallel.shards(19, per_sample) == [(0, 19)]  # under two shards' worth of work

@@ -7,7 +7,8 @@ thread, and every operation uses every core: NumPy releases the GIL inside its l
 2 cores: training 16–20 % and inference 12–19 % faster than one thread of Python over two of BLAS.
 
 The number of shards is BLAS's own thread count, so the usual knob (``OMP_NUM_THREADS=1``,
-``OPENBLAS_NUM_THREADS``) sets both; where threadpoolctl cannot steer the BLAS, batches run whole.
+``OPENBLAS_NUM_THREADS``) sets both; where threadpoolctl cannot steer the BLAS, or BLAS has more
+than MAX_SHARDS threads, batches run whole.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from typing import Callable
 #: thread takes ~70 µs here, and small arrays hold the GIL. Measured on 2 cores, LeNet breaks even
 #: at 32 samples a shard (7 M), gains 20 % at 64 (13 M); the 8 × 8 digits net loses at any size.
 MIN_SHARD_MACS = 10_000_000
+#: with more BLAS threads than this, batches run whole, on BLAS's threads alone: every shard holds
+#: the GIL for its Python (~0.1 ms a forward pass), so many shards would queue for it — and only
+#: 2 cores were there to measure on
+MAX_SHARDS = 4
 
 _state: dict = {}
 
@@ -44,7 +49,10 @@ def n_workers() -> int:
 def shards(n: int, macs_per_sample: int) -> list[tuple[int, int]]:
     """(start, stop) slices of a batch of n: one per BLAS thread, as even as can be, each with at
     least MIN_SHARD_MACS of work; [(0, n)] when the batch is too small to share."""
-    count = max(1, min(n_workers(), n, n * macs_per_sample // MIN_SHARD_MACS))
+    workers = n_workers()
+    if workers > MAX_SHARDS:
+        return [(0, n)]
+    count = max(1, min(workers, n, n * macs_per_sample // MIN_SHARD_MACS))
     bounds = [n * k // count for k in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
