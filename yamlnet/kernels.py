@@ -5,6 +5,8 @@ All arrays are channels-last: ``xp`` is a padded batch (N, H_p, W_p, C).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -111,7 +113,7 @@ class Scratch:
         self._buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.size < size or buffer.dtype != dtype:
             buffer = self._buffers[name] = np.empty(size, dtype=dtype)
