@@ -144,7 +144,8 @@ class Model:
                 for key, grad in layer.grads.items():
                     grad += twin.grads[key]
         loss = sum(shard_loss for shard_loss, _ in results)
-        return loss, np.concatenate([probs for _, probs in results]) if len(results) > 1 else results[0][1]
+        probs = [shard_probs for _, shard_probs in results]
+        return loss, probs[0] if len(probs) == 1 else np.concatenate(probs)
 
     def _train_shard(self, layers: list[Layer], x: np.ndarray, y: np.ndarray,
                      batch_size: int) -> tuple[float, np.ndarray]:

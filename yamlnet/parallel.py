@@ -64,9 +64,12 @@ def run(tasks: list[Callable[[], object]]) -> list:
     """
     if len(tasks) == 1:
         return [tasks[0]()]
-    pool = _state.get("pool")
-    if pool is None or pool._max_workers < len(tasks) - 1:
-        pool = _state["pool"] = ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="yamlnet")
+    if _state.get("pool_size", 0) < len(tasks) - 1:
+        if "pool" in _state:
+            _state["pool"].shutdown(wait=False)
+        _state["pool"] = ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="yamlnet")
+        _state["pool_size"] = len(tasks) - 1
+    pool = _state["pool"]
     blas = _blas()
     with blas.limit(limits=1) if blas else nullcontext():
         futures = [pool.submit(task) for task in tasks[1:]]
