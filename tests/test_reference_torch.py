@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import yamlnet
+from conftest import reference_module
 
-torch = pytest.importorskip("torch")
+torch = reference_module("torch")
 from torch import nn  # noqa: E402
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
@@ -112,3 +113,12 @@ def reference(model, x, y, torch_dtype):
     loss.backward()
     return {"probabilities": torch.softmax(logits, 1).detach().numpy(), "loss": np.array(loss.item()),
             **torch_grads(net, model)}
+
+
+def test_a_missing_reference_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(ModuleNotFoundError):
+        reference_module("no_such_reference_module")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        reference_module("no_such_reference_module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yamlnet.summary import shape_text
+from yamlnet.layers.base import shape_text
 
 _SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense"}
 

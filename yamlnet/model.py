@@ -14,9 +14,11 @@ import numpy as np
 
 from yamlnet import kernels, parallel
 from yamlnet.config import Document, resolve
+from yamlnet.data import DATASETS
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
+from yamlnet.layers.base import shape_text
 from yamlnet.layers.dropout import Dropout
 from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
@@ -43,13 +45,40 @@ def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
 
 
 def plan(source, overrides=(), *, memory_check: bool = False) -> tuple[dict, list[Layer]]:
-    """The resolved config of ``source`` and its layers with every shape worked out — no weights.
-    With ``memory_check``, also refuse a model whose training would not fit ``training.max_memory``."""
+    """The resolved config of ``source`` and its layers with every shape worked out — no weights —
+    refusing whatever training would refuse that is known without reading a data file. With
+    ``memory_check``, also refuse a model whose training would not fit ``training.max_memory``."""
     config, document = resolve(source, overrides)
     layers = make_layers(config, document)
+    check_classifier(config, layers, document)
     if memory_check:
         check_memory(config, layers, document)
     return config, layers
+
+
+def check_classifier(config: dict, layers: list[Layer], document: Document | None = None) -> None:
+    """Refuse a model that cannot be trained as a classifier of its data set: softmax before the
+    last layer, an output that is a volume, or a class count or image size that differs from a
+    built-in data set's. (A model without a final softmax is fine: its outputs are logits.)"""
+    document = document or Document(data=config)
+    last = len(layers) - 1
+    for index, layer in enumerate(layers[:-1]):
+        if layer.type == "softmax":
+            raise document.error(("layers", index, "type"), "softmax may only be the last layer (training fuses it "
+                                 "with the loss); remove it or move it to the end", kind=ShapeError)
+    output = layers[-1].output_shape
+    if len(output) != 1:
+        raise document.error(("layers", last), f"the model ends in a volume {shape_text(output)}; a classifier "
+                             f"ends in a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
+    dataset = DATASETS[config["data"]["dataset"]]
+    if dataset.image_shape and tuple(config["input"]) != dataset.image_shape:
+        raise document.error(("input",), f"the {dataset.name} data set's images are "
+                             f"{shape_text(dataset.image_shape)}, not {shape_text(config['input'])}", kind=ShapeError)
+    if dataset.n_classes and dataset.n_classes != output[0]:
+        index = next((i for i in range(last, -1, -1) if "units" in layers[i].config), last)
+        path = ("layers", index, "units") if "units" in layers[index].config else ("layers", index)
+        raise document.error(path, f"the model has {output[0]} outputs but the {dataset.name} data set has "
+                             f"{dataset.n_classes} classes", kind=ShapeError)
 
 
 def check_memory(config: dict, layers: list[Layer], document: Document | None = None) -> None:

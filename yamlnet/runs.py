@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from yamlnet.config.loader import dump_yaml
 from yamlnet.errors import DataError
 from yamlnet.npzio import read_npz, write_npz_atomic, write_text_atomic
 
@@ -57,7 +57,7 @@ def write_config(run_dir: Path, config: dict, source: str | None, overrides) -> 
         header += ", overrides applied:\n" + "".join(f"#   --set {item}\n" for item in overrides)
     else:
         header += ".\n"
-    write_text_atomic(run_dir / CONFIG, header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_text_atomic(run_dir / CONFIG, header + dump_yaml(config))
     from yamlnet import __version__
     write_text_atomic(run_dir / "run.json", json.dumps(
         {"source": source, "overrides": list(overrides), "yamlnet": __version__}, indent=2) + "\n")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from yamlnet.layers import Layer
+from yamlnet.layers.base import shape_text
 
 BYTES = {"float32": 4, "float64": 8}
-
-
-def shape_text(shape) -> str:
-    return " × ".join(str(n) for n in shape)
 
 
 def summarize(config: dict, layers: list[Layer]) -> dict:

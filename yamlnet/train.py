@@ -20,9 +20,9 @@ import numpy as np
 from yamlnet import runs
 from yamlnet.config import resolve
 from yamlnet.data import load_data
-from yamlnet.errors import DataError, ShapeError, TrainingError
+from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
-from yamlnet.model import Model, make_layers
+from yamlnet.model import Model, check_classifier, make_layers
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
 from yamlnet.progress import Reporter, epoch_line, make_reporter
@@ -123,10 +123,7 @@ class _Trainer:
         config.pop("sweep", None)  # a run is one point of a sweep; config.yaml holds that point only
         self.config, self.training = config, config["training"]
         self.model = Model(config, document)
-        if len(self.model.output_shape) != 1:
-            raise document.error(("layers", len(config["layers"]) - 1),
-                                 f"the model ends in a volume {self.model.output_shape}; a classifier ends in "
-                                 f"a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
+        check_classifier(config, self.model.layers, document)
         self.data = load_data(config, self.model.output_shape[0], dtype=self.model.dtype)
         self.model.normalization = (self.data.shift, self.data.scale)
         self.optimizer = OPTIMIZERS[self.training["optimizer"]](self.model.parameters(), self.training)

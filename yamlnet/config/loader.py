@@ -1,17 +1,23 @@
 """Read a model file safely, remembering where every key and value stands.
 
-YAML is composed with PyYAML's ``SafeLoader`` (no tag can run code) and then turned into
-plain dicts, lists and scalars by ``_Walker``, which also:
+YAML is composed with PyYAML's ``SafeLoader`` (no tag can run code), reading scalars as the
+YAML 1.2 core schema does (as editors do): ``3e-4`` is a number, ``yes``/``no``/``on``/``off``
+and dates are strings. ``_Walker`` then turns the nodes into plain dicts, lists and scalars, and:
 
 - records the line and column of every key and value, so that errors can point at them;
 - refuses a key given twice in one mapping (PyYAML alone keeps the last one silently);
 - refuses tags other than YAML's own, files over 1 MiB, nesting over 64 levels and more than
   100,000 nodes — the last stops alias bombs, whose aliases would otherwise expand exponentially.
+
+Nesting is counted while the text is composed, so a file built to blow up stops at its 65th
+level, not after PyYAML has built the whole tree.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +34,68 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 PathKey = tuple  # ("layers", 1, "stride")
+
+# The YAML 1.2 core schema's plain scalars (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
+_CORE_SCALARS = [
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+.0123456789"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),  # merge keys: not core, but editors read them
+]
+
+
+def _construct_int(loader, node) -> int:
+    text = loader.construct_scalar(node)
+    return int(text, 0) if text.startswith(("0o", "0x")) else int(text)
+
+
+def _construct_float(loader, node) -> float:
+    text = loader.construct_scalar(node)
+    special = text.lstrip("+-").lower()
+    if special in (".inf", ".nan"):
+        return math.copysign(math.inf, -1.0 if text.startswith("-") else 1.0) if special == ".inf" else math.nan
+    return float(text)
+
+
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` with YAML 1.2 core-schema scalars and a nesting count while composing."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def __init__(self, text: str, file: str | None):
+        super().__init__(text)
+        self.file, self.depth = file, 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"the YAML is nested more than {MAX_DEPTH} levels deep",
+                              file=self.file, line=mark.line + 1, column=mark.column + 1)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _Dumper(yaml.SafeDumper):
+    """``SafeDumper`` that also quotes strings the 1.2 core schema would read as numbers (``1e3``)."""
+
+    yaml_implicit_resolvers = {key: list(value) for key, value in yaml.SafeDumper.yaml_implicit_resolvers.items()}
+
+
+for _tag, _pattern, _first in _CORE_SCALARS:
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+    _Dumper.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text that ``parse_yaml`` reads back as ``data`` (keys in their order)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 @dataclass
@@ -127,7 +195,7 @@ def parse_yaml(text: str, file: str | None) -> Document:
         raise ConfigError(f"the YAML text is longer than {MAX_FILE_BYTES:,} bytes", file=file)
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text, file)
         node = loader.get_single_node()
         document = Document(data=None, file=file)
         if node is None:
@@ -162,7 +230,7 @@ def parse_yaml(text: str, file: str | None) -> Document:
 
 
 class _Walker:
-    def __init__(self, loader: yaml.SafeLoader, document: Document):
+    def __init__(self, loader: _Loader, document: Document):
         self.loader, self.document, self.nodes = loader, document, 0
 
     def walk(self, node: yaml.Node, path: PathKey, depth: int) -> Any:

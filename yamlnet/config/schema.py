@@ -278,6 +278,9 @@ _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a s
                "object": "a mapping", "array": "a list", "null": "empty"}
 
 
+_YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
+
+
 def _got(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -325,6 +328,8 @@ def _explain(error: jsonschema.ValidationError, document: Document):
     elif kind == "type":
         example = f" such as {error.schema['x-example']}" if "x-example" in error.schema else ""
         message = f"must be {_TYPE_WORDS.get(expected, expected)}{example}, got {_got(got)}"
+        if expected == "boolean" and isinstance(got, str) and got.lower() in _YAML11_BOOLEANS:
+            message += "; write true or false (YAML 1.2 reads yes, no, on and off as strings)"
     elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than",
                  "exclusiveMaximum": "less than"}

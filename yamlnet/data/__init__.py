@@ -23,15 +23,16 @@ class Dataset:
     required: tuple[str, ...]
     n_classes: int | None  # None: taken from the labels
     description: str
+    image_shape: tuple[int, int, int] | None = None  # (n_H, n_W, n_C) when fixed by the data set
 
 
 DATASETS: dict[str, Dataset] = {}
 
 
 def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (),
-                     n_classes: int | None = None, description: str = ""):
+                     n_classes: int | None = None, description: str = "", image_shape: tuple | None = None):
     def decorate(load):
-        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description)
+        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description, image_shape)
         return load
     return decorate
 

@@ -10,7 +10,7 @@ import numpy as np
 from yamlnet.data import register_dataset
 
 
-@register_dataset("digits", n_classes=10,
+@register_dataset("digits", n_classes=10, image_shape=(8, 8, 1),
                   description="built in: 1,797 handwritten digits, 8 × 8 × 1, ten classes (UCI, CC BY 4.0)")
 def load_digits(data, input_shape, seed):
     with resources.files("yamlnet.data").joinpath("digits.csv.gz").open("rb") as raw, gzip.open(raw, "rt") as text:

@@ -48,6 +48,8 @@ class Layer:
     #: whether ``backward`` must compute d loss / d input; the model turns it off for layers
     #: with nothing trainable before them (the first conv needs no input gradient).
     needs_input_grad: bool = True
+    #: whether the input must be a volume (n_H, n_W, n_C); checked before ``compute_output_shape``
+    needs_volume: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name
@@ -66,6 +68,9 @@ class Layer:
         return input_shape
 
     def set_input_shape(self, input_shape: Shape) -> Shape:
+        if self.needs_volume and len(input_shape) != 3:
+            raise ShapeError(f"{self.type} needs a volume n_H × n_W × n_C as input, got a vector of "
+                             f"{input_shape[0]} (after flatten or dense)", key="type")
         self.input_shape = tuple(input_shape)
         self.output_shape = tuple(self.compute_output_shape(self.input_shape))
         return self.output_shape
@@ -144,6 +149,8 @@ class Layer:
 class WindowedLayer(Layer):
     """A layer that slides an f × f window at stride s over an input padded by p: conv and pool."""
 
+    needs_volume = True
+
     @property
     def f(self) -> int:
         return self.config["size"]
@@ -172,7 +179,7 @@ class WindowedLayer(Layer):
 
     def windowed_shape(self, input_shape: Shape, n_out_channels: int) -> Shape:
         """Output volume (n_H, n_W, n_out_channels), checking that it is at least 1 × 1."""
-        n_h, n_w, _ = require_volume(self, input_shape)
+        n_h, n_w, _ = input_shape
         f, s, p = self.f, self.s, self.p
         sizes = []
         for axis, n_in in (("n_H", n_h), ("n_W", n_w)):
@@ -182,6 +189,11 @@ class WindowedLayer(Layer):
                                  f" = {n_out}; use a smaller size, more padding or a larger input", key="size")
             sizes.append(n_out)
         return (sizes[0], sizes[1], n_out_channels)
+
+
+def shape_text(shape: Shape) -> str:
+    """(37, 37, 10) → ``37 × 37 × 10``."""
+    return " × ".join(str(n) for n in shape)
 
 
 def window_output(n_in: int, f: int, s: int, p: int) -> int:
@@ -199,13 +211,6 @@ def resolve_padding(padding: int | str, f: int, s: int) -> int:
                              key="padding")
         return (f - 1) // 2
     return int(padding)
-
-
-def require_volume(layer: Layer, input_shape: Shape) -> tuple[int, int, int]:
-    if len(input_shape) != 3:
-        raise ShapeError(f"{layer.type} needs a volume n_H × n_W × n_C as input, "
-                         f"got a vector of {input_shape[0]} (after flatten or dense)")
-    return input_shape
 
 
 INT_AT_LEAST_1 = {"type": "integer", "minimum": 1}
