@@ -23,3 +23,16 @@ def test_png_and_svg(tmp_path):
     assert "<svg" in (tmp_path / "n.svg").read_text()
     result = runner.invoke(app, ["draw", NG, "--format", "gif"])
     assert result.exit_code == 2 and "png, svg or mermaid" in result.output
+
+
+def test_the_format_follows_out(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["draw", NG, "--out", str(tmp_path / "n.svg")]).exit_code == 0
+    assert "<svg" in (tmp_path / "n.svg").read_text()
+    assert runner.invoke(app, ["draw", NG, "--format", "mermaid", "--out", str(tmp_path / "n.md")]).exit_code == 0
+    assert (tmp_path / "n.md").read_text().startswith("graph LR")
+    for bad, message in [(["--out", str(tmp_path / "n.jpg")], "not .jpg"),
+                         (["--format", "png", "--out", str(tmp_path / "n.svg")], "does not match")]:
+        result = runner.invoke(app, ["draw", NG, *bad])
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "n.jpg").exists()

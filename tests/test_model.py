@@ -174,3 +174,14 @@ def test_float32_model_stays_float32():
     assert model.forward(x).dtype == np.float32
     model.loss_and_grad(x, np.array([0, 1]))
     assert all(g.dtype == np.float32 for g in model.gradients().values())
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(20), "a PNG image"), (b"name: x\ninput: [8, 8, 1]\n", "a text file"),
+    (b"\x93NUMPY\x01\x00", "a single .npy array"), (b"", "it is empty"),
+])
+def test_a_file_that_is_not_an_npz_is_named_for_what_it_is(tmp_path, content, kind):
+    path = tmp_path / "not.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"is not an .npz file \\({kind}\\); a model file is an .npz archive"):
+        yamlnet.load_model(path)

@@ -121,3 +121,49 @@ def test_cli_sweep_compare_plot(model_file, tmp_path):
     for name in ("learning_curves.png", "filters.png", "confusion.png"):
         assert (out / "run-000" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sweep_spec(model_file)["metric"] == "val_accuracy"
+
+
+def test_an_impossible_combination_is_refused_before_any_run(model_file, tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("layers.conv1.size: [3, 11]\n")
+    result = CliRunner().invoke(app, ["sweep", str(model_file), "--sweep", str(sweep), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "the sweep combination layers.conv1.size=11 is not possible:" in result.output
+    assert "output would be smaller than 1" in result.output and result.output.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_run_makes_the_sweep_exit_1_after_its_table(model_file, tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "good.npz", x=rng.random((40, 8, 8)), y=np.arange(40) % 10)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"data.path: [{tmp_path / 'good.npz'}, {tmp_path / 'missing.npz'}]\n")
+    result = CliRunner().invoke(app, ["sweep", str(model_file), "--sweep", str(sweep), "--out", str(tmp_path / "o"),
+                                      "--workers", "1", "--set", "data={dataset: npz, path: x.npz}"])
+    assert result.exit_code == 1, result.output
+    assert "failed: " in result.output and "1 of 2 runs failed" in result.output
+
+
+def test_the_table_fits_100_columns(model_file, tmp_path, monkeypatch):
+    from yamlnet.sweep import render
+    rows = [{"run": f"run-00{i}", "set:training.lr_schedule": {"type": "step", "step_size": 3, "gamma": 0.5},
+             "set:layers.conv1.activation": "leaky_relu", "best": 0.9, "final_val_accuracy": 0.9, "epochs": 3,
+             "status": "failed", "error": "x" * 300} for i in range(2)]
+    text = render({"keys": ["training.lr_schedule", "layers.conv1.activation"], "metric": "val_accuracy",
+                   "rows": rows, "dir": "d", "source": "m.yaml", "overrides": []})
+    table = text.split("\n\n")[0].splitlines()
+    assert max(len(line) for line in table) <= 100 and "lr_schedule" in table[0] and "…" in table[2]
+
+
+def test_ctrl_c_names_the_command_that_continues_the_sweep(model_file, tmp_path, monkeypatch):
+    import yamlnet.sweep as sweep_module
+    from yamlnet.errors import Interrupted
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sweep_module, "_execute", interrupt)
+    with pytest.raises(Interrupted) as info:
+        run_sweep(model_file, out=tmp_path / "o", overrides=["training.epochs=2"])
+    assert info.value.exit_code == 130
+    assert str(info.value).endswith(f"yamlnet sweep {model_file} --out {tmp_path / 'o'} --set training.epochs=2")

@@ -156,7 +156,7 @@ def test_cli_train_evaluate_predict(tmp_path):
     assert "--set training.epochs=2" in (run_dir / "config.yaml").read_text()
     assert json.loads((run_dir / "run.json").read_text())["overrides"] == ["training.epochs=2"]
 
-    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--json"]).output)
+    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--json"]).stdout)
     assert report["samples"] == round(1797 * 0.25)
     assert np.array(report["confusion"]).sum() == report["samples"]
     assert 0 <= report["accuracy"] <= 1 and len(report["precision"]) == 10
@@ -164,7 +164,9 @@ def test_cli_train_evaluate_predict(tmp_path):
     from yamlnet.data.digits import load_digits
     x, y, _, _ = load_digits(None, None, 0)
     np.savez(tmp_path / "in.npz", x=x[:7], y=y[:7])
-    csv = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "in.npz")]).output.splitlines()
+    predicted = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "in.npz")])
+    assert predicted.stderr == f"model: {run_dir / 'checkpoints' / 'best.npz'}\n"  # which checkpoint answered
+    csv = predicted.stdout.splitlines()
     assert csv[0] == "index,predicted," + ",".join(f"p{k}" for k in range(10)) and len(csv) == 8
     assert abs(sum(float(p) for p in csv[1].split(",")[2:]) - 1) < 1e-4
     assert runner.invoke(app, ["evaluate", str(run_dir), "--data", str(tmp_path / "in.npz")]).exit_code == 0
@@ -192,7 +194,7 @@ def test_evaluate_on_the_test_set_and_plot_at_the_end(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("learning_curves.png", "filters.png", "confusion.png"):
         assert (run_dir / name).is_file()
-    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--test", "--json"]).output)
+    report = json.loads(runner.invoke(app, ["evaluate", str(run_dir), "--test", "--json"]).stdout)
     assert report["samples"] == 50
     digits = tmp_path / "d.yaml"
     digits.write_text(yaml.safe_dump({**SMALL, "training": {**SMALL["training"], "epochs": 1}}))
@@ -213,3 +215,30 @@ def test_normalization_travels_with_the_weights(tmp_path):
     np.savez(tmp_path / "d.npz", x=x[:50], y=y[:50])
     assert yamlnet.evaluate(tmp_path / "m.npz", tmp_path / "d.npz") == yamlnet.evaluate(result.run_dir,
                                                                                         tmp_path / "d.npz")
+
+
+def test_resuming_a_finished_run_says_it_is_finished(tmp_path):
+    train(with_training(epochs=1), out=tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0
+    assert result.output.strip().endswith("already finished: nothing to resume")
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+
+
+def test_a_missing_data_file_is_located_at_its_key(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("input: [8, 8, 1]\nlayers:\n  - {type: dense, units: 10}\ndata:\n  dataset: npz\n"
+                    "  path: nothere.npz\n")
+    result = CliRunner().invoke(app, ["train", str(path), "--quiet"])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"{path}:6:9: data.path: nothere.npz: no such data file"
+
+
+def test_epoch_lines_fit_80_columns():
+    from yamlnet.progress import epoch_header, epoch_line
+    extreme = {"epoch": 1000, "loss": 123456.789, "accuracy": 1.0, "val_loss": 1e30, "val_accuracy": 0.5,
+               "learning_rate": 1.23456e-7, "seconds": 99999.9}
+    lines = [epoch_header(1000), epoch_line(extreme, 1000), epoch_line({**extreme, "val_loss": None}, 1000)]
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[1].split()[0] == "1000/1000" and lines[2].split()[3] == "-"

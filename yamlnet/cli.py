@@ -62,6 +62,13 @@ def user_errors(command):
     return run
 
 
+def _say_which_checkpoint(run: Path) -> None:
+    """A run directory holds two checkpoints: say on stderr which one answered."""
+    if run.is_dir():
+        from yamlnet.runs import model_file
+        typer.echo(f"model: {model_file(run)}", err=True)
+
+
 @app.command()
 @user_errors
 def validate(files: List[Path] = typer.Argument(..., help="Model files to check."),
@@ -106,7 +113,8 @@ def schema():
 @app.command()
 @user_errors
 def train(file: Optional[Path] = typer.Argument(None, help="The model file (not needed with --resume)."),
-          out: Optional[Path] = typer.Option(None, "--out", help="Run directory [default: runs/<name>/<time>/]."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Run directory.",
+                                             show_default="runs/<name>/<time>/"),
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
           plot_: bool = typer.Option(False, "--plot", help="Draw the run's PNGs at the end (see plot)."),
@@ -128,8 +136,8 @@ def train(file: Optional[Path] = typer.Argument(None, help="The model file (not 
 @app.command()
 @user_errors
 def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
-             data: Optional[Path] = typer.Option(None, "--data", help="An .npz with arrays x and y [default: the "
-                                                                      "run's validation part]."),
+             data: Optional[Path] = typer.Option(None, "--data", help="An .npz with arrays x and y.",
+                                                 show_default="the run's validation part"),
              test: bool = typer.Option(False, "--test", help="Use the data set's separate test set."),
              as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
     """Loss, accuracy, per-class precision and recall, and the confusion matrix."""
@@ -137,6 +145,7 @@ def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .n
 
     report = run_evaluation(run, data, split="test" if test else "validation")
     typer.echo(json.dumps(report, indent=2) if as_json else render_report(report))
+    _say_which_checkpoint(run)
 
 
 @app.command()
@@ -148,6 +157,7 @@ def predict(run: Path = typer.Argument(..., help="A run directory or a model .np
     from yamlnet.evaluate import predict_file, to_csv
 
     text = to_csv(predict_file(run, inputs))
+    _say_which_checkpoint(run)
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -173,19 +183,23 @@ def benchmark(file: Path = typer.Argument(..., help="The model file."),
 @user_errors
 def sweep(file: Path = typer.Argument(..., help="The model file."),
           sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="Take the sweep from this file."),
-          out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory [default: runs/<name>/sweep-<time>/]; "
-                                                                 "an existing one is continued."),
-          workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Runs at once [default: the cores]."),
+          out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory; an existing one is continued.",
+                                             show_default="runs/<name>/sweep-<time>/"),
+          workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Runs at once.",
+                                                 show_default="the number of cores"),
           dask: Optional[str] = typer.Option(None, "--dask", help="Run on this Dask scheduler (tcp://host:port)."),
           set_: Optional[List[str]] = SetOption):
     """Train every combination of the swept values; print them sorted by the sweep's metric."""
-    from yamlnet.sweep import render as render_sweep, run_sweep
+    from yamlnet.sweep import failed, render as render_sweep, run_sweep
 
     def finished(result):
         typer.echo(f"{result['run']}: {result['status']}" + (f" ({result['error']})" if result["error"] else ""))
 
-    typer.echo(render_sweep(run_sweep(file, sweep_file, out=out, overrides=set_ or (), workers=workers,
-                                      dask_address=dask, on_result=finished)))
+    result = run_sweep(file, sweep_file, out=out, overrides=set_ or (), workers=workers, dask_address=dask,
+                       on_result=finished)
+    typer.echo(render_sweep(result))
+    if failed(result):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -213,18 +227,22 @@ def plot(path: Path = typer.Argument(..., help="A run or sweep directory.")):
 @app.command()
 @user_errors
 def draw(file: Path = typer.Argument(..., help="The model file."),
-         out: Optional[Path] = typer.Option(None, "--out", help="PNG or SVG file [default: <name>.png]."),
-         format_: str = typer.Option("png", "--format", help="png, svg or mermaid (printed)."),
+         out: Optional[Path] = typer.Option(None, "--out", help="The file to write; its extension (.png, .svg, "
+                                            ".md or .mmd) sets the format.", show_default="<name>.png"),
+         format_: Optional[str] = typer.Option(None, "--format", help="png, svg or mermaid (printed unless --out).",
+                                               show_default="from --out, else png"),
          set_: Optional[List[str]] = SetOption):
     """The network as a picture: volumes n_H × n_W × n_C and the layers between them."""
-    from yamlnet.draw import draw as draw_network, mermaid
+    from yamlnet.draw import draw as draw_network, format_for, mermaid
     from yamlnet.model import plan
 
-    if format_ not in ("png", "svg", "mermaid"):
-        _fail(f"--format must be png, svg or mermaid, got {format_!r}", 2)
+    format_ = format_for(format_, out)
     config, layers = plan(file, set_ or ())
-    if format_ == "mermaid":
+    if format_ == "mermaid" and out is None:
         typer.echo(mermaid(config, layers), nl=False)
+    elif format_ == "mermaid":
+        out.write_text(mermaid(config, layers), encoding="utf-8")
+        typer.echo(str(out))
     else:
         typer.echo(str(draw_network(config, layers, out or Path(f"{config['name']}.{format_}"))))
 

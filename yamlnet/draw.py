@@ -5,9 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yamlnet.errors import ConfigError
 from yamlnet.layers.base import shape_text
 
 _SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense"}
+#: what ``--out``'s extension says to write
+FORMATS = {".png": "png", ".svg": "svg", ".md": "mermaid", ".mmd": "mermaid"}
+
+
+def format_for(format_: str | None, out: Path | None) -> str:
+    """The format to draw in: ``--format`` if given, else ``--out``'s extension, else png; the two must agree."""
+    if format_ is not None and format_ not in set(FORMATS.values()):
+        raise ConfigError(f"--format must be png, svg or mermaid, got {format_!r}")
+    if out is None:
+        return format_ or "png"
+    inferred = FORMATS.get(Path(out).suffix.lower())
+    if inferred is None:
+        raise ConfigError(f"--out {out}: draw writes .png, .svg, or Mermaid text to .md or .mmd, "
+                          f"not {Path(out).suffix or 'a file without an extension'}")
+    if format_ is not None and format_ != inferred:
+        raise ConfigError(f"--format {format_} does not match --out {out} ({inferred})")
+    return inferred
 
 
 def stages(config: dict, layers) -> list[tuple[str, str]]:

@@ -13,10 +13,13 @@ class YamlnetError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 column: int | None = None, key: str | None = None):
+                 column: int | None = None, key: str | None = None, config_key: tuple | None = None):
         super().__init__(message)
         self.message = message
         self.file, self.line, self.column, self.key = file, line, column, key
+        #: the model file's key this error is about, as a path (("data", "path")), where one is known
+        #: but the file is not: the caller that holds the file's marks locates the error there
+        self.config_key = config_key
 
     def __str__(self) -> str:
         where = ":".join(str(part) for part in (self.file, self.line, self.column) if part is not None)
@@ -49,3 +52,9 @@ class TrainingError(YamlnetError):
     """Training could not go on (the loss became NaN or infinite)."""
 
     exit_code = 1
+
+
+class Interrupted(YamlnetError):
+    """Ctrl-C: the work stopped after writing what it needs to continue; the message says how."""
+
+    exit_code = 130

@@ -18,6 +18,11 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
     if not path.is_file():
         raise DataError(f"no such {what}" if not path.exists() else f"is not a {what} but a directory",
                         file=str(path))
+    with open(path, "rb") as handle:
+        is_zip = handle.read(2) == b"PK"
+    if not is_zip:  # np.load would try to unpickle it, and say so: say what the file is instead
+        raise DataError(f"is not an .npz file ({_kind_of(path)}); a {what} is an .npz archive of arrays, "
+                        f"as numpy.savez writes", file=str(path))
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -27,6 +32,26 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
         raise DataError(f"is not a readable .npz {what}: {exc}", file=str(path)) from None
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DataError(f"is not a readable .npz {what} (truncated or corrupt: {exc})", file=str(path)) from None
+
+
+_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"BM": "a BMP image",
+          b"\x93NUMPY": "a single .npy array", b"\x80": "a Python pickle"}
+
+
+def _kind_of(path: Path) -> str:
+    """What a file that is not a zip archive looks like, from its first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    if not head:
+        return "it is empty"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "an unknown binary file"
 
 
 def read_arrays(path: str | os.PathLike, keys, what: str = "file") -> list[np.ndarray]:

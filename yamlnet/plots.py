@@ -108,17 +108,26 @@ def plot_sweep(sweep_dir: Path) -> Path:
     metric = spec["sweep"]["metric"]
     jobs = spec["runs"]
     keys = list(jobs[0]["combination"]) if jobs else []
-    results = [(job["combination"], best_value(runs.read_metrics(Path(job["out"])), metric)) for job in jobs]
-    results = [(combination, value) for combination, value in results if value is not None]
+    results = [(job["combination"], best_value(runs.read_metrics(Path(job["out"])), metric), Path(job["out"]).name)
+               for job in jobs]
+    results = [result for result in results if result[1] is not None]
     figure, axes = plt.subplots(1, max(1, len(keys)), figsize=(5 * max(1, len(keys)), 4), squeeze=False)
     for axis, key in zip(axes.flat, keys):
-        values = [combination[key] for combination, _ in results]
+        values = [combination[key] for combination, _, _ in results]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         labels = sorted({json.dumps(v) for v in values}) if not numeric else None
         xs = values if numeric else [labels.index(json.dumps(v)) for v in values]
-        axis.scatter(xs, [value for _, value in results])
-        if numeric and len(set(values)) > 1 and min(values) > 0 and max(values) / min(values) >= 20:
-            axis.set_xscale("log")
+        ys = [value for _, value, _ in results]
+        axis.scatter(xs, ys)
+        for x, y, (_, _, run) in zip(xs, ys, results):
+            axis.annotate(run, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if numeric and len(set(values)) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
+            axis.set_xscale("log")  # learning rates and the like: a factor of ten is one step
+            axis.set_xticks(sorted(set(values)))
+            axis.set_xticklabels([f"{v:g}" for v in sorted(set(values))])
+            axis.minorticks_off()
+        elif numeric and all(isinstance(v, int) for v in values):
+            axis.set_xticks(sorted(set(values)))  # whole-number keys (filters, sizes): whole-number ticks
         if labels:
             axis.set_xticks(range(len(labels)))
             axis.set_xticklabels(labels)

@@ -7,11 +7,29 @@ import sys
 import time
 
 
+def _epoch_width(epochs: int) -> int:
+    return max(len("epoch"), 2 * len(str(epochs)) + 1)
+
+
+def epoch_header(epochs: int) -> str:
+    """The column names above the epoch lines (a table keeps every line within 80 columns)."""
+    return (f"{'epoch':>{_epoch_width(epochs)}}  {'loss':>9}  {'acc':>6}  {'val_loss':>9}  {'val_acc':>7}  "
+            f"{'lr':>9}  {'time':>7}")
+
+
 def epoch_line(record: dict, epochs: int) -> str:
-    text = f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}  loss {record['loss']:.4f}  acc {record['accuracy']:.4f}"
-    if record.get("val_loss") is not None:
-        text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
-    return text + f"  lr {record['learning_rate']:.4g}  {record['seconds']:.1f}s"
+    """One finished epoch, under ``epoch_header``: at most 61 columns."""
+    epoch = f"{record['epoch']}/{epochs}"
+    has_val = record.get("val_loss") is not None
+    val_loss = _fit(record["val_loss"], 9) if has_val else f"{'-':>9}"
+    val_acc = f"{record['val_accuracy']:7.4f}" if has_val else f"{'-':>7}"
+    return (f"{epoch:>{_epoch_width(epochs)}}  {_fit(record['loss'], 9)}  {record['accuracy']:6.4f}  {val_loss}  "
+            f"{val_acc}  {record['learning_rate']:9.3g}  {record['seconds']:6.1f}s")
+
+
+def _fit(value: float, width: int) -> str:
+    text = f"{value:{width}.4f}"
+    return text if len(text) <= width else f"{value:{width}.3g}"
 
 
 class Reporter:
@@ -41,6 +59,9 @@ class PlainReporter(Reporter):
                          f"acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s")
 
     def end_epoch(self, record, epochs):
+        if not getattr(self, "header_shown", False):
+            self.message(epoch_header(epochs))
+            self.header_shown = True
         self.message(epoch_line(record, epochs))
 
     def message(self, text):

@@ -27,6 +27,7 @@ from yamlnet.npzio import read_npz, write_npz_atomic, write_text_atomic
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
+SUMMARY = "summary.txt"  # written when a run ends: a run that has one is finished
 LAST = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,9 @@ import numpy as np
 
 from yamlnet.config import load_document, resolve
 from yamlnet.config.schema import SWEEP_SCHEMA, check, fill_defaults
-from yamlnet.errors import ConfigError, YamlnetError
+from yamlnet.errors import ConfigError, Interrupted, YamlnetError
+from yamlnet.model import plan
+from yamlnet.runs import SUMMARY, read_metrics
 
 _RESERVED = set(SWEEP_SCHEMA["properties"])
 _LOWER_IS_BETTER = {"loss", "val_loss"}
@@ -65,7 +68,7 @@ def as_overrides(combination: dict) -> list[str]:
 
 
 def _finished(out: Path) -> bool:
-    return (out / "summary.txt").is_file()
+    return (out / SUMMARY).is_file()
 
 
 def _started(out: Path) -> bool:
@@ -73,8 +76,6 @@ def _started(out: Path) -> bool:
 
 
 def _result(job: dict, status: str, error: str = "") -> dict:
-    from yamlnet.runs import read_metrics
-
     out = Path(job["out"])
     return {"run": out.name, "out": str(out), "combination": job["combination"], "status": status,
             "error": error, "metrics": read_metrics(out)}
@@ -143,11 +144,12 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
     spec = sweep_spec(source, sweep_file, overrides)
     config, _ = resolve(source, overrides)
     grid = combinations(spec)
-    for combination in grid:  # every combination must be valid before any of them runs
+    for combination in grid:  # every combination must be possible (shapes, memory) before any runs
         try:
-            resolve(source, [*overrides, *as_overrides(combination)])
+            plan(source, [*overrides, *as_overrides(combination)], memory_check=True)
         except YamlnetError as error:
-            raise ConfigError(f"the sweep combination {json.dumps(combination)} is not valid: {error}") from None
+            values = ", ".join(f"{key}={json.dumps(value)}" for key, value in combination.items())
+            raise type(error)(f"the sweep combination {values} is not possible: {error}") from None
     sweep_dir = Path(out) if out is not None else Path("runs") / config["name"] / time.strftime("sweep-%Y%m%d-%H%M%S")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     jobs = [{"source": str(source), "overrides": [*overrides, *as_overrides(combination)],
@@ -164,7 +166,13 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
                               "started, or choose another --out", file=str(sweep_dir))
     (sweep_dir / "sweep.json").write_text(json.dumps(
         {"source": str(source), "overrides": list(overrides), "sweep": spec, "runs": jobs}, indent=2) + "\n")
-    results = _execute(jobs, workers or os.cpu_count() or 1, dask_address, on_result)
+    try:
+        results = _execute(jobs, workers or os.cpu_count() or 1, dask_address, on_result)
+    except KeyboardInterrupt:
+        again = " ".join([str(source), *(["--sweep", str(sweep_file)] if sweep_file else []), "--out", str(sweep_dir),
+                          *(f"--set {shlex.quote(item)}" for item in overrides)])
+        raise Interrupted(f"interrupted; every run wrote a checkpoint. Continue the sweep with: "
+                          f"yamlnet sweep {again}") from None
     rows = _rows(results, spec["metric"])
     _write_csv(sweep_dir / "results.csv", rows, [key for key in spec if key not in _RESERVED], spec["metric"])
     return {"dir": sweep_dir, "metric": spec["metric"], "keys": [k for k in spec if k not in _RESERVED],
@@ -238,21 +246,45 @@ def _num(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
 
+#: the table fits a terminal of this many columns; results.csv keeps every value whole
+TABLE_WIDTH = 100
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def _short_key(key: str) -> str:
+    """``layers.conv1.filters`` → ``conv1.filters``, ``training.learning_rate`` → ``learning_rate``."""
+    return key.split(".", 1)[1] if key.startswith(("training.", "data.", "layers.")) else key
+
+
 def render(result: dict) -> str:
-    """The table of combinations, best first, and the command that reruns the best one."""
+    """The table of combinations, best first, within TABLE_WIDTH columns, and the command that
+    reruns the best one."""
     keys, metric = result["keys"], result["metric"]
-    header = ["run", *keys, f"best {metric}", "final val_acc", "epochs", "status"]
-    body = [[row["run"], *(json.dumps(row[f"set:{k}"]) for k in keys), _num(row["best"]),
+    header = ["run", *(_short_key(k) for k in keys), f"best {metric}", "final val_acc", "epochs", "status"]
+    body = [[row["run"], *(_cut(json.dumps(row[f"set:{k}"]), 16) for k in keys), _num(row["best"]),
              _num(row["final_val_accuracy"]), str(row["epochs"]),
              row["status"] + (f": {row['error']}" if row["error"] else "")] for row in result["rows"]]
+    header = [_cut(cell, 18) for cell in header]
     widths = [max(len(header[i]), *(len(r[i]) for r in body)) for i in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row)).rstrip()
-             for row in [header, *body]]
-    lines.insert(1, "─" * max(len(line) for line in lines))
+    room = max(TABLE_WIDTH - sum(widths) - 2 * len(widths), len("status"))
+    lines = ["  ".join(cell.ljust(widths[i]) if i < len(widths) else _cut(cell, room)
+                       for i, cell in enumerate(row)).rstrip() for row in [header, *body]]
+    lines.insert(1, "─" * min(max(len(line) for line in lines), TABLE_WIDTH))
     lines.append(f"\nsweep: {result['dir']}  (results.csv)")
     best = next((row for row in result["rows"] if row["best"] is not None), None)
     if best is not None:
-        sets = " ".join(f"--set {k}={json.dumps(best[f'set:{k}'])}"
-                        for k in keys) + "".join(f" --set {o}" for o in result["overrides"])
+        settings = [*result["overrides"], *(f"{k}={json.dumps(best['set:' + k])}" for k in keys)]
+        sets = " ".join(f"--set {shlex.quote(item)}" for item in settings)
         lines.append(f"best: {best['run']} — rerun it with: yamlnet train {result['source']} {sets}".rstrip())
+    failed = sum(row["status"] == "failed" for row in result["rows"])
+    if failed:
+        lines.append(f"{failed} of {len(result['rows'])} runs failed (their errors: results.csv)")
     return "\n".join(lines)
+
+
+def failed(result: dict) -> bool:
+    """Whether any run of the sweep failed (the CLI then exits 1, after the table)."""
+    return any(row["status"] == "failed" for row in result["rows"])

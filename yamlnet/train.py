@@ -25,7 +25,7 @@ from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.model import Model, check_classifier, make_layers
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
-from yamlnet.progress import Reporter, epoch_line, make_reporter
+from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.summary import render
 
 _HIGHER_IS_BETTER = {"accuracy", "val_accuracy"}
@@ -55,6 +55,7 @@ class TrainResult:
     best_metric: str
     best_value: float | None
     interrupted: bool = False
+    already_finished: bool = False  # --resume of a run that had ended: nothing was trained
 
     @property
     def final(self) -> dict:
@@ -66,7 +67,8 @@ class TrainResult:
         best = next(record for record in self.metrics if record["epoch"] == self.best_epoch)
         val = best.get("val_accuracy")
         accuracy = f"best val_accuracy {val:.4f}" if val is not None else f"best accuracy {best['accuracy']:.4f}"
-        return f"run: {self.run_dir}  {accuracy} (epoch {self.best_epoch}, by {self.best_metric})"
+        line = f"run: {self.run_dir}  {accuracy} (epoch {self.best_epoch}, by {self.best_metric})"
+        return line + ("  — already finished: nothing to resume" if self.already_finished else "")
 
 
 class _StopFlag:
@@ -124,7 +126,11 @@ class _Trainer:
         self.config, self.training = config, config["training"]
         self.model = Model(config, document)
         check_classifier(config, self.model.layers, document)
-        self.data = load_data(config, self.model.output_shape[0], dtype=self.model.dtype)
+        try:
+            self.data = load_data(config, self.model.output_shape[0], dtype=self.model.dtype)
+        except DataError as error:
+            message = f"{error.file}: {error.message}" if error.file else error.message
+            raise document.error(error.config_key, message, kind=DataError) from None
         self.model.normalization = (self.data.shift, self.data.scale)
         self.optimizer = OPTIMIZERS[self.training["optimizer"]](self.model.parameters(), self.training)
         self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
@@ -178,6 +184,10 @@ class _Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        if (self.run_dir / runs.SUMMARY).is_file() and self.state.batch == 0:
+            result = self._result(interrupted=False)
+            result.already_finished = True
+            return result
         epochs, batch_size = self.training["epochs"], self.training["batch_size"]
         x, y, train_idx = self.data.x, self.data.y, self.data.train
         n_batches = math.ceil(len(train_idx) / batch_size)
@@ -261,6 +271,7 @@ class _Trainer:
 
     def _write_summary(self, result: TrainResult) -> None:
         lines = [render(self.config, make_layers(self.config)), ""]
+        lines += [epoch_header(self.training["epochs"])]
         lines += [epoch_line(record, self.training["epochs"]) for record in result.metrics]
         lines += ["", result.final_line()]
-        write_text_atomic(self.run_dir / "summary.txt", "\n".join(lines) + "\n")
+        write_text_atomic(self.run_dir / runs.SUMMARY, "\n".join(lines) + "\n")

@@ -14,7 +14,8 @@ def test_marks_point_at_keys_and_values():
     ("a: 1\na: 2\n", "f.yaml:2:1: a: key 'a' is given twice, on line 1 and line 2"),
     ("a: !!python/object/apply:os.system [echo hi]\n", "not allowed"),
     ("a: !!python/name:os.system\n", "yamlnet reads plain YAML only"),
-    ("a: [1\n", "f.yaml:2:1: YAML syntax error"),
+    ("a: [1\n", "f.yaml:1:4: YAML syntax error: the [ opened here is never closed with ]"),
+    ("a: {b: 1 c: 2}\n", "f.yaml:1:"),
     ("a:\n\t- 1\n", "does not allow tabs"),
     ("", "the file is empty"),
 ])

@@ -85,3 +85,25 @@ def test_each_error_class_is_one_located_line(tmp_path, text, expected):
         yamlnet.build_model(path)
     message = str(info.value).replace(str(tmp_path) + "/", "")
     assert expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("epochs=5", "unknown key 'epochs'; did you mean 'training.epochs'?"),
+    ("validation_split=0.1", "did you mean 'data.validation_split'?"),
+    ("layers[0].type=fc", "got 'fc'; did you mean 'dense'?"),
+    ("layers[0].type=fully_connected", "did you mean 'dense'?"),
+    ("layers[0].type=Conv2D", "did you mean 'conv2d'?"),
+    ("layers[0].activation=ReLU", "got 'ReLU'; did you mean 'relu'?"),
+    ("data.shuffle=yes", "must be true or false, got 'yes'; write true or false (YAML 1.2 reads yes"),
+    ("training.learning_rate=3e-4", None),
+    ("training.eps=1e-7", None),
+])
+def test_suggestions_point_the_right_way(override, expected):
+    model = {"input": [8, 8, 1], "layers": [{"type": "conv2d", "filters": 2, "size": 3, "activation": "relu"},
+                                            {"type": "dense", "units": 10}]}
+    if expected is None:
+        assert load_config(model, [override])
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(model, [override])
+    assert expected in str(info.value)

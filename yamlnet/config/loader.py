@@ -215,6 +215,13 @@ def parse_yaml(text: str, file: str | None) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if (exc.context_mark and exc.problem_mark and exc.problem_mark.line > exc.context_mark.line
+                and (exc.context or "").startswith("while parsing a flow")):
+            # an unclosed { or [ is found only where the text goes on: point at where it opened
+            bracket = "{" if "mapping" in exc.context else "["
+            closing = "}" if bracket == "{" else "]"
+            problem = f"the {bracket} opened here is never closed with {closing} ({problem})"
+            mark = exc.context_mark
         if "\t" in problem or "found character '\\t'" in problem:
             problem += " (YAML does not allow tabs for indentation)"
         raise ConfigError(f"YAML syntax error: {problem}", file=file,

@@ -299,11 +299,28 @@ def _got(value: Any) -> str:
     return type(value).__name__
 
 
+#: what other frameworks call a layer type, and yamlnet's name for it
+_OTHER_NAMES = {"fully_connected": "dense", "fc": "dense", "linear": "dense", "conv": "conv2d",
+                "convolution": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d", "relu": "activation"}
+
+
 def _suggest(word: Any, choices) -> str:
+    """``; did you mean 'relu'?`` for a near miss, whatever its case (``ReLU``), or another framework's name."""
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    by_lower = {str(choice).lower(): str(choice) for choice in choices}
+    if _OTHER_NAMES.get(word.lower()) in by_lower.values():
+        return f"; did you mean '{_OTHER_NAMES[word.lower()]}'?"
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean '{by_lower[close[0]]}'?" if close else ""
+
+
+def _home_of(key: Any) -> str | None:
+    """``training.epochs`` for ``epochs``: where a key given at the top level belongs."""
+    for section in ("training", "data"):
+        if key in schema()["$defs"][section]["properties"]:
+            return f"{section}.{key}"
+    return None
 
 
 def _explain(error: jsonschema.ValidationError, document: Document):
@@ -319,8 +336,11 @@ def _explain(error: jsonschema.ValidationError, document: Document):
         if patterns:
             allowed.append("a dotted key such as training.learning_rate")
         path, at_key = path + (extra,), True
-        message = f"unknown key '{extra}'{_suggest(extra, allowed)}"
-        if not _suggest(extra, allowed):
+        suggestion = _suggest(extra, allowed)
+        if not path[:-1] and _home_of(extra):
+            suggestion = f"; did you mean '{_home_of(extra)}'?"
+        message = f"unknown key '{extra}'{suggestion}"
+        if not suggestion:
             message += f" (allowed: {', '.join(allowed)})"
     elif kind == "required":
         missing = [key for key in expected if key not in got][0]

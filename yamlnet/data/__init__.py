@@ -8,6 +8,7 @@ separate test set. ``prepare`` turns that into a ``DataSplits`` ready for the tr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -71,7 +72,24 @@ class DataSplits:
 
 def load_data(config: dict, n_classes: int, *, dtype=np.float32) -> DataSplits:
     """Load ``config["data"]``, check it against the model's input and its ``n_classes`` outputs,
-    then split and normalize."""
+    then split and normalize. A ``DataError`` carries the ``data`` key it is about (``config_key``)."""
+    try:
+        return _load_data(config, n_classes, dtype)
+    except DataError as error:
+        if error.config_key is None:
+            error.config_key = _data_key(config["data"], error)
+        raise
+
+
+def _data_key(data: dict, error: DataError) -> tuple:
+    """The key of ``data`` an error is about: the path it names, else the data set's file or name."""
+    for key in ("path", "test_path"):
+        if error.file and data.get(key) and Path(error.file) == Path(data[key]):
+            return ("data", key)
+    return ("data", "path") if data.get("path") else ("data", "dataset")
+
+
+def _load_data(config: dict, n_classes: int, dtype) -> DataSplits:
     data = config["data"]
     dataset = DATASETS[data["dataset"]]
     input_shape = tuple(config["input"])
@@ -85,7 +103,7 @@ def load_data(config: dict, n_classes: int, *, dtype=np.float32) -> DataSplits:
     n_val = int(round(len(x) * data["validation_split"]))
     if data["validation_split"] > 0 and n_val == 0 or len(x) - n_val < 1:
         raise DataError(f"validation_split {data['validation_split']} of {len(x)} samples leaves "
-                        f"{len(x) - n_val} for training and {n_val} for validation", key="data.validation_split")
+                        f"{len(x) - n_val} for training and {n_val} for validation", config_key=("data", "validation_split"))
     train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
 
     shift, scale = normalization(x, train, data["normalization"])
