@@ -36,3 +36,11 @@ def test_the_format_follows_out(tmp_path):
         result = runner.invoke(app, ["draw", NG, *bad])
         assert result.exit_code == 2 and message in result.output
         assert not (tmp_path / "n.jpg").exists()
+
+
+def test_long_networks_wrap_so_that_text_stays_legible(tmp_path):
+    import struct
+    out = tmp_path / "lenet.png"
+    assert CliRunner().invoke(app, ["draw", str(ROOT / "models" / "lenet.yaml"), "--out", str(out)]).exit_code == 0
+    width, height = struct.unpack(">II", out.read_bytes()[16:24])
+    assert width <= 1700 and height < width  # two rows of five, at 120 dpi: 8-point text at its size

@@ -39,3 +39,11 @@ def test_public_api():
     import yamlnet
     for name in ("build_model", "load_model", "load_config", "train", "evaluate", "predict", "Model", "YamlnetError"):
         assert callable(getattr(yamlnet, name)), name
+
+
+def test_the_api_example_runs_as_is_twice(monkeypatch, capsys):
+    block = re.search(r"## Python API\n\n```python\n(.*?)\n```", README, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    for _ in range(2):
+        exec(compile(block, "README.md", "exec"), {})
+    assert "run:" in capsys.readouterr().out

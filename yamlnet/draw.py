@@ -9,6 +9,8 @@ from yamlnet.errors import ConfigError
 from yamlnet.layers.base import shape_text
 
 _SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense"}
+#: volumes in one row of the picture; longer networks wrap onto more rows
+PER_ROW = 5
 #: what ``--out``'s extension says to write
 FORMATS = {".png": "png", ".svg": "svg", ".md": "mermaid", ".mmd": "mermaid"}
 
@@ -77,24 +79,34 @@ def draw(config: dict, layers, path: Path) -> Path:
                                          if layer.type in _SHAPE_CHANGING or layer.type == "softmax"]
     shapes = shapes[:len(nodes)]
     tallest = max(shape[0] for shape in shapes if len(shape) == 3) if any(len(s) == 3 for s in shapes) else 1
-    gap, x = 2.2, 0.0
-    figure, axis = plt.subplots(figsize=(max(6, 2.6 * len(nodes)), 3.6))
-    centres = []
+    # At most PER_ROW volumes a row, rows under each other: text keeps its size however long the network.
+    gap, slot, row_height = 2.2, 3.0, 3.4
+    n_rows = -(-len(nodes) // PER_ROW)
+    figure, axis = plt.subplots(figsize=(2.6 * min(len(nodes), PER_ROW) + 0.6, 3.3 * n_rows + 0.3))
+    previous = None
     for index, ((edge, label), shape) in enumerate(zip(nodes, shapes)):
+        row, column = divmod(index, PER_ROW)
+        x, y = column * slot, -row * row_height
         # a volume: height ∝ n_H, width ∝ n_C (channels grow as the picture shrinks); a vector: a thin bar
         height = 0.3 + 1.7 * (shape[0] / tallest if len(shape) == 3 else min(1, shape[0] / 2000) ** 0.5)
         width = 0.25 + (0.6 * min(1, shape[2] / 64) if len(shape) == 3 else 0.12)
-        axis.add_patch(Rectangle((x, -height / 2), width, height, facecolor="#cfe3f7" if len(shape) == 3 else "#f7dfc6",
-                                 edgecolor="#333"))
-        axis.text(x + width / 2, -height / 2 - 0.12, label, ha="center", va="top", fontsize=8)
-        if index:
-            start = centres[-1]
-            axis.add_patch(FancyArrowPatch((start, 0), (x - 0.05, 0), arrowstyle="-|>", mutation_scale=12))
-            axis.text((start + x) / 2, 0.15, edge.replace(" f=", "\nf="), ha="center", va="bottom", fontsize=7)
-        centres.append(x + width + 0.05)
-        x += width + gap
-    axis.set_xlim(-0.3, x - gap + 0.8)
-    axis.set_ylim(-1.9, 1.3)
+        axis.add_patch(Rectangle((x, y - height / 2), width, height,
+                                 facecolor="#cfe3f7" if len(shape) == 3 else "#f7dfc6", edgecolor="#333"))
+        axis.text(x + width / 2, y - height / 2 - 0.12, label, ha="center", va="top", fontsize=8)
+        if previous is not None:
+            start, end, text = previous, (x - 0.05, y), edge.replace(" f=", "\nf=")
+            if start[1] != y:  # onto the next row: right, down between the rows, back left, down, in
+                middle = start[1] - 0.6 * row_height
+                axis.plot([start[0], start[0] + 0.3, start[0] + 0.3, x - 0.4, x - 0.4],
+                          [start[1], start[1], middle, middle, y], color="black", linewidth=1)
+                axis.text(x - 0.3, middle - 0.1, text, ha="left", va="top", fontsize=7)
+                start = (x - 0.4, y)
+            else:
+                axis.text((start[0] + end[0]) / 2, y + 0.15, text, ha="center", va="bottom", fontsize=7)
+            axis.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12))
+        previous = (x + width + 0.05, y)
+    axis.set_xlim(-0.5, slot * min(len(nodes), PER_ROW) - slot + gap)
+    axis.set_ylim(-(n_rows - 1) * row_height - 1.9, 1.3)
     axis.axis("off")
     axis.set_title(f"{config['name']}", fontsize=10)
     figure.tight_layout()
