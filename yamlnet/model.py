@@ -16,6 +16,7 @@ from yamlnet import kernels, parallel
 from yamlnet.config import Document, resolve
 from yamlnet.data import DATASETS
 from yamlnet.errors import DataError, ShapeError
+from yamlnet.graph import INPUT, Graph, resolve_inputs, run_backward, run_forward
 from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
 from yamlnet.layers.base import shape_text
@@ -25,18 +26,24 @@ from yamlnet.losses import softmax_cross_entropy
 from yamlnet.npzio import read_npz, write_npz_atomic
 
 FORMAT = "yamlnet-model-1"
-_PASS_THROUGH = {"dropout", "flatten", "maxpool2d", "avgpool2d"}
+#: layers through which "followed by a ReLU" looks, for the choice of initialization
+_PASS_THROUGH = {"dropout", "flatten", "maxpool2d", "avgpool2d", "batchnorm", "concat", "globalavgpool2d"}
 
 
 def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
-    """The layers of ``config`` with ``input_shape`` and ``output_shape`` set; no weights yet."""
+    """The layers of ``config`` with ``inputs`` (resolved and checked), ``input_shape`` and
+    ``output_shape`` set; no weights yet. ``Graph.of(layers)`` gives their wiring."""
     document = document or Document(data=config)
-    shape = tuple(config["input"])
+    graph = Graph.from_sources(resolve_inputs(config, document))
+    names = ["input", *(layer["name"] for layer in config["layers"])]
+    shapes = {INPUT: tuple(config["input"])}
     layers = []
     for index, layer_config in enumerate(config["layers"]):
         layer = LAYERS[layer_config["type"]](layer_config["name"], layer_config)
+        layer.inputs = [names[source + 1] for source in graph.sources[index]]
+        in_shapes = [shapes[source] for source in graph.sources[index]]
         try:
-            shape = layer.set_input_shape(shape)
+            shapes[index] = layer.set_input_shape(in_shapes if layer.joins else in_shapes[0])
         except ShapeError as error:
             raise document.error(("layers", index) + ((error.key,) if error.key else ()), error.message,
                                  kind=ShapeError) from None
@@ -102,15 +109,18 @@ def check_memory(config: dict, layers: list[Layer], document: Document | None = 
                                f"Use a smaller batch_size or layer, or raise training.max_memory")
 
 
-def initializer(layers: list[Layer], index: int) -> str:
-    """"he" when the layer's own activation, or the next activation layer, is ReLU-like; else "glorot"."""
-    activation = layers[index].activation
-    for later in layers[index + 1:]:
-        if activation not in ("", "linear") or later.type not in _PASS_THROUGH | {"activation"}:
-            break
-        if later.type == "activation":
-            activation = later.activation
-    return "he" if activation in RELU_LIKE else "glorot"
+def initializer(layers: list[Layer], graph: Graph, index: int) -> str:
+    """"he" when the layer's output reaches a ReLU-like activation before any other weights — its
+    own, or an ``activation`` or ``add`` layer that reads it (through pooling, dropout, batchnorm and
+    the like) —; else "glorot"."""
+
+    def reaches_relu(activation: str, at: int) -> bool:
+        if activation not in ("", "linear"):
+            return activation in RELU_LIKE
+        return any(reaches_relu(layers[reader].activation, reader) for reader in graph.readers[at]
+                   if layers[reader].type in _PASS_THROUGH | {"activation", "add"})
+
+    return "he" if reaches_relu(layers[index].activation, index) else "glorot"
 
 
 class Model:
@@ -127,18 +137,21 @@ class Model:
         self.input_shape = tuple(config["input"])
         self.dtype = np.dtype(config["training"]["dtype"])
         self.layers = make_layers(config, document)
+        self.graph = Graph.of(self.layers)
         check_memory(config, self.layers, document)
         self.output_shape = self.layers[-1].output_shape
         self.rng = np.random.default_rng(config["training"]["seed"])  # weights, then dropout masks
         for index, layer in enumerate(self.layers):
-            layer.build(layer.input_shape, self.rng, self.dtype, initializer(self.layers, index))
-        trainable = [index for index, layer in enumerate(self.layers) if layer.params]
-        self._first_trainable = trainable[0] if trainable else len(self.layers)
+            layer.build(layer.input_shape, self.rng, self.dtype, initializer(self.layers, self.graph, index))
+        # d loss / d input is needed only where something trainable lies upstream (not for the first conv)
+        trainable_upstream = {INPUT: False}
         for index, layer in enumerate(self.layers):
-            layer.needs_input_grad = index > self._first_trainable
+            layer.needs_input_grad = any(trainable_upstream[source] for source in self.graph.sources[index])
+            trainable_upstream[index] = bool(layer.params) or layer.needs_input_grad
         self._fused = self.layers[-1].type == "softmax"
         self._replicas: list[list[Layer]] = [self.layers]  # one copy of the layers per shard
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
+        self._whole_batch_training = any(layer.needs_whole_batch for layer in self.layers)
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
         #: ``forward``; training sets them from its data, save and load keep them with the weights.
@@ -149,15 +162,16 @@ class Model:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
         shards = self._shards(len(x), training)
-        outputs = parallel.run([partial(_forward, layers, x[start:stop], training)
+        outputs = parallel.run([partial(run_forward, layers, self.graph, x[start:stop], training)
                                 for layers, (start, stop) in shards])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Mean cross-entropy for integer labels y (N,), filling every layer's ``grads``.
 
-        Runs in training mode (dropout active). A final softmax is fused with the loss; without one,
-        the last layer's outputs are taken as logits.
+        Runs in training mode (dropout active, batchnorm on batch statistics, its running statistics
+        updated). A final softmax is fused with the loss; without one, the last layer's outputs are
+        taken as logits.
         """
         loss, _ = self.train_step_forward(x, y)
         return loss
@@ -179,18 +193,20 @@ class Model:
     def _train_shard(self, layers: list[Layer], x: np.ndarray, y: np.ndarray,
                      batch_size: int) -> tuple[float, np.ndarray]:
         """Forward, fused loss and backward of one shard, filling ``layers``' grads."""
-        body = layers[:-1] if self._fused else layers
-        x = _forward(body, x, training=True)
-        loss, grad, probs = softmax_cross_entropy(x, y, batch_size)
-        for layer in reversed(body[self._first_trainable:]):
-            grad = layer.backward(grad)
+        logits_at = self.graph.sources[-1][0] if self._fused else len(layers) - 1
+        logits = run_forward(layers, self.graph, x, training=True, until=logits_at)
+        loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
+        run_backward(layers, self.graph, grad, logits_at)
         return loss, probs
 
     def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
         """The batch's shards (``yamlnet.parallel``), each with its own copy of the layers: the first
         shard's are ``self.layers``. Dropout's draws are made for the whole batch here, in layer order,
-        so that a run draws the same masks however its batches are cut."""
+        so that a run draws the same masks however its batches are cut. A model with batchnorm trains
+        on whole batches (its statistics are the batch's), and is sharded at inference only."""
         bounds = parallel.shards(n, self._macs_per_sample)
+        if training and self._whole_batch_training:
+            bounds = [(0, n)]
         while len(self._replicas) < len(bounds):
             self._replicas.append([layer.replica() for layer in self.layers])
         if training and len(bounds) > 1:
@@ -225,12 +241,18 @@ class Model:
     def gradients(self) -> dict[str, np.ndarray]:
         return {f"{layer.name}/{key}": value for layer in self.layers for key, value in layer.grads.items()}
 
+    def states(self) -> dict[str, np.ndarray]:
+        """"layer/key" → state array: saved with the weights, not trained (batchnorm's running statistics)."""
+        return {f"{layer.name}/{key}": value for layer in self.layers for key, value in layer.state.items()}
+
     def param_count(self) -> int:
         return sum(layer.param_count() for layer in self.layers)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """What ``save`` writes: the weights under ``params/`` and the resolved config as JSON."""
+        """What ``save`` writes: the weights under ``params/``, the state under ``state/``, the
+        normalization, and the resolved config as JSON."""
         arrays = {f"params/{key}": value for key, value in self.parameters().items()}
+        arrays.update({f"state/{key}": value for key, value in self.states().items()})
         arrays["normalization/shift"], arrays["normalization/scale"] = self.normalization
         arrays["__config__"] = np.array(json.dumps(self.config))
         arrays["__format__"] = np.array(FORMAT)
@@ -241,22 +263,23 @@ class Model:
         write_npz_atomic(path, self.arrays())
 
     def load_weights(self, arrays: dict[str, np.ndarray], file: str | None = None) -> None:
-        """Copy ``params/layer/key`` arrays in, checking that each exists and has its layer's shape."""
-        expected = self.parameters()
-        for key, param in expected.items():
-            stored = arrays.get(f"params/{key}")
-            if stored is None:
-                raise DataError(f"has no weights for {key}; was it saved from another model?", file=file)
-            if stored.shape != param.shape:
-                raise DataError(f"{key} has shape {stored.shape} but layer {key.split('/')[0]} expects "
-                                f"{param.shape}", file=file)
-            if not np.issubdtype(stored.dtype, np.floating):
-                raise DataError(f"{key} has dtype {stored.dtype}; weights are floating point", file=file)
-            param[...] = stored
-        extra = sorted(key[len("params/"):] for key in arrays if key.startswith("params/")
-                       and key[len("params/"):] not in expected)
-        if extra:
-            raise DataError(f"holds weights the model does not have: {', '.join(extra)}", file=file)
+        """Copy ``params/layer/key`` and ``state/layer/key`` arrays in, checking that each exists and
+        has its layer's shape, and that nothing else is there."""
+        for prefix, expected, what in (("params/", self.parameters(), "weights"), ("state/", self.states(), "state")):
+            for key, param in expected.items():
+                stored = arrays.get(prefix + key)
+                if stored is None:
+                    raise DataError(f"has no {what} for {key}; was it saved from another model?", file=file)
+                if stored.shape != param.shape:
+                    raise DataError(f"{key} has shape {stored.shape} but layer {key.split('/')[0]} expects "
+                                    f"{param.shape}", file=file)
+                if not np.issubdtype(stored.dtype, np.floating):
+                    raise DataError(f"{key} has dtype {stored.dtype}; {what} are floating point", file=file)
+                param[...] = stored
+            extra = sorted(key[len(prefix):] for key in arrays if key.startswith(prefix)
+                           and key[len(prefix):] not in expected)
+            if extra:
+                raise DataError(f"holds {what} the model does not have: {', '.join(extra)}", file=file)
         if "normalization/shift" in arrays:
             shift, scale = arrays["normalization/shift"], arrays.get("normalization/scale")
             expected_shape = self.normalization[0].shape
@@ -264,12 +287,6 @@ class Model:
                     np.issubdtype(shift.dtype, np.floating) and np.issubdtype(scale.dtype, np.floating)):
                 raise DataError(f"normalization arrays must both be {expected_shape} floats", file=file)
             self.normalization = (shift.astype(self.dtype), scale.astype(self.dtype))
-
-
-def _forward(layers: list[Layer], x: np.ndarray, training: bool) -> np.ndarray:
-    for layer in layers:
-        x = layer.forward(x, training)
-    return x
 
 
 def build_model(source, overrides=()) -> Model:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from yamlnet.graph import Graph
 from yamlnet.layers import Layer
 from yamlnet.layers.base import shape_text
 
@@ -13,8 +14,9 @@ def summarize(config: dict, layers: list[Layer]) -> dict:
     return {
         "name": config["name"],
         "input": list(config["input"]),
-        "layers": [{"name": layer.name, "type": layer.type, "output_shape": list(layer.output_shape),
-                    "params": layer.param_count(), "macs": layer.macs()} for layer in layers],
+        "layers": [{"name": layer.name, "type": layer.type, "inputs": list(layer.inputs),
+                    "output_shape": list(layer.output_shape), "params": layer.param_count(), "macs": layer.macs()}
+                   for layer in layers],
         "total_params": sum(layer.param_count() for layer in layers),
         "total_macs": sum(layer.macs() for layer in layers),
     }
@@ -30,7 +32,10 @@ def format_bytes(n: int) -> str:
 def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
     """A table in the manner of Keras' ``model.summary()``; with ``explain``, the arithmetic under each row."""
     itemsize = BYTES[config["training"]["dtype"]]
-    header = ("Layer (type)", "Output shape", "f / s / p", "Activation", "Params", "Mult-adds")
+    # a graph gets Keras' "Connected to" column: what each layer reads; a chain needs none
+    graph = not Graph.of(layers).is_chain
+    header = ("Layer (type)", "Output shape", "f / s / p", "Activation", "Params", "Mult-adds") + \
+        (("Inputs",) if graph else ())
     rows, notes = [], {}
     for layer in layers:
         fsp = layer.hyperparameter_text()
@@ -39,8 +44,10 @@ def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
             notes["*"] = "* floor() leaves input rows or columns that no window covers"
         activation = layer.activation if layer.activation not in ("", "linear") else ""
         rows.append((f"{layer.name} ({layer.type})", shape_text(layer.output_shape), fsp, activation,
-                     f"{layer.param_count():,}", f"{layer.macs():,}", layer.explain() if explain else []))
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(6)]
+                     f"{layer.param_count():,}", f"{layer.macs():,}") + ((", ".join(layer.inputs),) if graph else ())
+                    + (layer.explain() if explain else [],))
+    columns = len(header)
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(columns)]
     right = {4, 5}
 
     def line(cells):
@@ -53,8 +60,8 @@ def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
     out = [f"Model: {config['name']}    input: {shape_text(config['input'])}    dtype: {config['training']['dtype']}",
            rule, line(header), rule]
     for row in rows:
-        out.append(line(row[:6]))
-        out.extend(" " * 4 + step for step in row[6])
+        out.append(line(row[:columns]))
+        out.extend(" " * 4 + step for step in row[columns])
     out += [rule,
             f"Total params: {total_params:,}",
             f"Parameter memory: {format_bytes(total_params * itemsize)}",
@@ -93,9 +100,10 @@ def parse_size(size: int | str) -> int:
 def training_memory(config: dict, layers: list[Layer]) -> list[tuple[int, str]]:
     """Estimated bytes of training at ``training.batch_size``, per layer: (bytes, what dominates).
 
-    Counts each layer's weights, gradients and optimizer state, its output and the gradient of it
-    for the whole batch, and a conv's im2col columns and input-gradient buffers. The data set is
-    counted apart (the last entry) where its size is known before loading: generated shapes.
+    Counts each layer's weights, gradients and optimizer state; its output and the gradient of it
+    for the whole batch (outputs kept for later readers are among them), and one more gradient per
+    extra reader; a conv's im2col columns and input-gradient buffers. The data set is counted apart
+    (the last entry) where its size is known before loading: generated shapes.
     """
     from yamlnet.kernels import MAX_COLS_BYTES
 
@@ -103,10 +111,12 @@ def training_memory(config: dict, layers: list[Layer]) -> list[tuple[int, str]]:
     itemsize = BYTES[training["dtype"]]
     batch = training["batch_size"]
     copies = 2 + _OPTIMIZER_SLOTS[training["optimizer"]]
+    readers = Graph.of(layers).readers
     estimates = []
-    for layer in layers:
+    for index, layer in enumerate(layers):
         weights = layer.param_count() * itemsize * copies
-        activations = 2 * batch * _elements(layer.output_shape) * itemsize
+        # its output and the gradient of it, plus one more gradient to add up per extra reader
+        activations = (2 + max(0, len(readers[index]) - 1)) * batch * _elements(layer.output_shape) * itemsize
         columns = 0
         if layer.type == "conv2d":
             n_h, n_w, _ = layer.output_shape

@@ -22,7 +22,7 @@ from yamlnet.config import resolve
 from yamlnet.data import load_data
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
-from yamlnet.model import Model, check_classifier, make_layers
+from yamlnet.model import Model, check_classifier
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
@@ -270,7 +270,7 @@ class _Trainer:
                            self.state.best, interrupted)
 
     def _write_summary(self, result: TrainResult) -> None:
-        lines = [render(self.config, make_layers(self.config)), ""]
+        lines = [render(self.config, self.model.layers), ""]
         lines += [epoch_header(self.training["epochs"])]
         lines += [epoch_line(record, self.training["epochs"]) for record in result.metrics]
         lines += ["", result.final_line()]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import yamlnet
 from yamlnet.config import resolve
-from yamlnet.errors import ShapeError, YamlnetError
+from yamlnet.errors import ConfigError, ShapeError, YamlnetError
 from yamlnet.layers import LAYERS
 from yamlnet.model import plan
 from yamlnet.summary import summarize
@@ -45,8 +45,11 @@ LAYER_STRATEGIES = {
     "dropout": st.fixed_dictionaries({"type": st.just("dropout"), "rate": st.floats(0, 0.9)}),
     "activation": st.fixed_dictionaries({"type": st.just("activation"), "activation": activation}),
     "softmax": st.just({"type": "softmax"}),
+    "batchnorm": st.fixed_dictionaries({"type": st.just("batchnorm")}, optional={"momentum": st.floats(0, 1)}),
+    "globalavgpool2d": st.just({"type": "globalavgpool2d"}),
+    "add": st.fixed_dictionaries({"type": st.just("add"), "activation": activation}),
+    "concat": st.just({"type": "concat"}),
 }
-any_layer = st.sampled_from(sorted(LAYER_STRATEGIES)).flatmap(LAYER_STRATEGIES.get)
 
 
 def test_the_generator_draws_every_registered_layer_type():
@@ -55,7 +58,18 @@ def test_the_generator_draws_every_registered_layer_type():
 
 @st.composite
 def models(draw):
-    layers = draw(st.lists(any_layer, max_size=6))
+    """Random graphs (chains among them): any layer type at any position, reading the layer before or,
+    now and then, any earlier output; joins read two or three. Many are impossible, on purpose."""
+    layers = []
+    for index in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(sorted(LAYER_STRATEGIES)))
+        layer = {**draw(LAYER_STRATEGIES[kind]), "name": f"l{index}"}
+        earlier = st.sampled_from(["input", *(f"l{k}" for k in range(index))])
+        if LAYERS[kind].joins:
+            layer["inputs"] = draw(st.lists(earlier, min_size=2, max_size=3))
+        elif draw(st.integers(0, 3)) == 0:
+            layer["inputs"] = draw(earlier)
+        layers.append(layer)
     layers.append({"type": "dense", "units": draw(st.integers(2, 5))})
     if draw(st.booleans()):
         layers.append({"type": "softmax"})
@@ -64,11 +78,28 @@ def models(draw):
 
 
 def expected_shapes(model):
-    """Shapes and parameter counts computed here, from the course notes' formulas, independently."""
-    shape, out = tuple(model["input"]), []
-    for layer in model["layers"]:
+    """Shapes and parameter counts computed here, from the course notes' formulas, independently;
+    None for a model that must be refused."""
+    shapes, out, read = {"input": tuple(model["input"])}, [], set()
+    names = [layer.get("name", f"x{i}") for i, layer in enumerate(model["layers"])]
+    for index, layer in enumerate(model["layers"]):
         kind, params = layer["type"], 0
-        if kind in ("conv2d", "maxpool2d", "avgpool2d"):
+        given = layer.get("inputs", names[index - 1] if index else "input")
+        sources = [given] if isinstance(given, str) else given
+        read.update(sources)
+        joins = kind in ("add", "concat")
+        if joins != (len(sources) > 1):
+            return None
+        in_shapes = [shapes[source] for source in sources]
+        shape = in_shapes[0]
+        if kind == "add":
+            if any(other != shape for other in in_shapes):
+                return None
+        elif kind == "concat":
+            if len({len(other) for other in in_shapes}) > 1 or len({other[:-1] for other in in_shapes}) > 1:
+                return None
+            shape = (*shape[:-1], sum(other[-1] for other in in_shapes))
+        elif kind in ("conv2d", "maxpool2d", "avgpool2d"):
             if len(shape) != 3:
                 return None
             f = layer["size"]
@@ -88,12 +119,21 @@ def expected_shapes(model):
             if kind == "conv2d":
                 params = f * f * shape[2] * channels + channels
             shape = (n_h, n_w, channels)
+        elif kind == "globalavgpool2d":
+            if len(shape) != 3:
+                return None
+            shape = (shape[2],)
+        elif kind == "batchnorm":
+            params = 2 * shape[-1]
         elif kind == "flatten":
             shape = (math.prod(shape),)
         elif kind == "dense":
             params = math.prod(shape) * layer["units"] + layer["units"]
             shape = (layer["units"],)
+        shapes[names[index]] = shape
         out.append((list(shape), params))
+    if any(name not in read for name in names[:-1]):
+        return None  # a dead branch
     return out
 
 
@@ -104,7 +144,7 @@ def test_random_valid_models_build_with_the_predicted_shapes(model):
     if expected is None:
         try:
             yamlnet.build_model(model)
-        except ShapeError as error:
+        except (ShapeError, ConfigError) as error:
             assert str(error).startswith("layers[")
             return
         raise AssertionError("an impossible model was accepted")

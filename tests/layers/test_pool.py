@@ -54,3 +54,11 @@ def test_max_padding_is_never_the_max(rng):
     layer = make_layer((3, 3, 1), {"type": "maxpool2d", "size": 3, "stride": 1, "padding": 1})
     x = -np.abs(rng.standard_normal((1, 3, 3, 1))) - 1  # all negative: zeros in padding would win
     assert np.all(layer.forward(x) < 0)
+
+
+def test_global_average_pooling_is_the_mean_of_each_channel(rng):
+    layer = make_layer((3, 5, 4), {"type": "globalavgpool2d"})
+    assert layer.output_shape == (4,) and layer.param_count() == 0
+    x = rng.standard_normal((2, 3, 5, 4))
+    assert rel_error(layer.forward(x), x.mean(axis=(1, 2))) < 1e-14
+    check_layer_gradients(layer, x)

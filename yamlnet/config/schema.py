@@ -93,11 +93,19 @@ SWEEP_SCHEMA = {
 }
 
 
+INPUT_NAME = {"type": "string", "pattern": LAYER_NAME["pattern"],
+              "x-expected": "a layer name, or input for the model's input"}
+INPUTS = {"anyOf": [INPUT_NAME, {"type": "array", "items": INPUT_NAME, "minItems": 1}],
+          "x-expected": "a layer name or a list of layer names",
+          "description": "what the layer reads: earlier layers' names, or input (the model's input); "
+                         "defaults to the layer listed before"}
+
+
 def layer_schema(cls) -> dict:
     return {
         "type": "object",
         "description": cls.description,
-        "properties": {"type": {"const": cls.type}, "name": LAYER_NAME, **cls.hyperparameters},
+        "properties": {"type": {"const": cls.type}, "name": LAYER_NAME, "inputs": INPUTS, **cls.hyperparameters},
         "required": ["type", *cls.required],
         "additionalProperties": False,
     }
@@ -245,6 +253,9 @@ def _check_names(config: dict, document: Document) -> None:
     names = default_layer_names(config["layers"])
     seen: dict[str, int] = {}
     for index, (layer, name) in enumerate(zip(config["layers"], names)):
+        if name == "input":
+            raise document.error(("layers", index, "name"), "'input' names the model's input in inputs; "
+                                                              "give the layer another name")
         if name in seen:
             raise document.error(("layers", index, "name") if "name" in layer else ("layers", index),
                                  f"name '{name}' is already used by layers[{seen[name]}]; layer names must be unique")

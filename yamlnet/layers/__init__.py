@@ -1,6 +1,7 @@
 """Layer types. Importing this package fills ``LAYERS``, the registry the schema is built from."""
 
 from yamlnet.layers.base import LAYERS, Layer, register
-from yamlnet.layers import activation, conv, dense, dropout, flatten, pool, softmax  # noqa: F401  (register)
+from yamlnet.layers import (activation, batchnorm, conv, dense, dropout, flatten, merge, pool,  # noqa: F401
+                            softmax)  # (importing registers them)
 
 __all__ = ["LAYERS", "Layer", "register"]

@@ -10,6 +10,11 @@ Every layer follows CS231n's forward/backward pairing:
 
 Shapes are channels-last, as the course notes write them: a volume is ``(n_H, n_W, n_C)``
 and a batch ``(N, n_H, n_W, n_C)``; a vector is ``(n,)`` and a batch of them ``(N, n)``.
+
+A layer reads the outputs named in ``inputs`` (default: the layer before). A join layer
+(``joins = True``: add, concat) takes a list of input shapes and arrays and returns a list of
+gradients; every other layer takes exactly one. ``state`` holds arrays that are saved with the
+weights but not trained (batch normalization's running statistics).
 """
 
 from __future__ import annotations
@@ -50,13 +55,19 @@ class Layer:
     needs_input_grad: bool = True
     #: whether the input must be a volume (n_H, n_W, n_C); checked before ``compute_output_shape``
     needs_volume: ClassVar[bool] = False
+    #: a join reads two or more inputs: shapes, arrays and gradients come as lists, in ``inputs`` order
+    joins: ClassVar[bool] = False
+    #: whether a training batch must be normalized as a whole (batchnorm): no cutting it into shards
+    needs_whole_batch: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name
         self.config = config  # this layer's resolved keys from the file, defaults filled
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
-        self.input_shape: Shape | None = None
+        self.state: dict[str, np.ndarray] = {}  # saved, not trained
+        self.inputs: list[str] = []  # names of what it reads ("input": the model's input); set by the model
+        self.input_shape: Shape | list[Shape] | None = None  # a join: one shape per input
         self.output_shape: Shape | None = None
 
     @classmethod
@@ -67,7 +78,11 @@ class Layer:
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def set_input_shape(self, input_shape: Shape) -> Shape:
+    def set_input_shape(self, input_shape: Shape | list[Shape]) -> Shape:
+        if self.joins:
+            self.input_shape = [tuple(shape) for shape in input_shape]
+            self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+            return self.output_shape
         if self.needs_volume and len(input_shape) != 3:
             raise ShapeError(f"{self.type} needs a volume n_H × n_W × n_C as input, got a vector of "
                              f"{input_shape[0]} (after flatten or dense)", key="type")
@@ -109,14 +124,20 @@ class Layer:
         self.params = {key: self.initial_value(key, shape, rng, init)
                        for key, shape in self.param_shapes().items()}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.state = {key: np.full(shape, fill, dtype=self.dtype) for key, (shape, fill) in self.state_shapes().items()}
+
+    def state_shapes(self) -> dict[str, tuple[Shape, float]]:
+        """Shape and starting value of every ``state`` array (saved, not trained)."""
+        return {}
 
     def replica(self) -> "Layer":
         """A twin for another shard of the batch (``yamlnet.parallel``): it shares this layer's
         ``params`` (the same dict, so updates reach both) but has its own ``grads``, caches and buffers."""
         twin = type(self)(self.name, self.config)
+        twin.inputs = self.inputs
         twin.set_input_shape(self.input_shape)
         twin.dtype = self.dtype
-        twin.params = self.params
+        twin.params, twin.state = self.params, self.state
         twin.grads = {key: np.zeros_like(value) for key, value in self.grads.items()}
         twin.needs_input_grad = self.needs_input_grad
         return twin

@@ -6,7 +6,7 @@ import numpy as np
 
 from yamlnet import kernels
 from yamlnet.errors import ShapeError
-from yamlnet.layers.base import INT_AT_LEAST_1, PADDING, WindowedLayer, register
+from yamlnet.layers.base import INT_AT_LEAST_1, PADDING, Layer, WindowedLayer, register
 
 
 class _Pool(WindowedLayer):
@@ -108,3 +108,27 @@ class AvgPool2D(_Pool):
         for i, j in self._offsets():
             kernels.offset_view(dxp, i, j, self.s, n_h, n_w)[...] += share
         return kernels.unpad(dxp, p)
+
+
+@register("globalavgpool2d")
+class GlobalAvgPool2D(Layer):
+    """A volume (N, n_H, n_W, C) → a vector (N, C): each channel's mean over every position."""
+
+    description = "a volume → a vector: each channel's mean over n_H × n_W"
+    needs_volume = True
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[2],)
+
+    def explain(self):
+        n_h, n_w, n_c = self.input_shape
+        return [f"{n_h} × {n_w} × {n_c} → {n_c}: the mean of each channel's {n_h}·{n_w} = {n_h * n_w} values"]
+
+    def forward(self, x, training=False):
+        return x.mean(axis=(1, 2))
+
+    def backward(self, grad):
+        n_h, n_w, n_c = self.input_shape
+        dx = np.empty((len(grad), n_h, n_w, n_c), dtype=grad.dtype)
+        dx[...] = (grad * grad.dtype.type(1.0 / (n_h * n_w)))[:, None, None, :]
+        return dx

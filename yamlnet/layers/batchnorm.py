@@ -1,0 +1,98 @@
+"""batchnorm: normalize each channel (or feature) by batch statistics, then scale and shift.
+
+PyTorch's convention: while training, x̂ = (x − μ_B) / √(σ²_B + eps) with the batch mean and the
+biased batch variance, and running ← (1 − momentum) · running + momentum · statistic (the running
+variance with the unbiased batch variance); at inference the running statistics take their place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yamlnet.layers.base import Layer, register
+
+
+@register("batchnorm")
+class BatchNorm(Layer):
+    """Input (N, n_H, n_W, C) or (N, C) → the same shape, a = gamma · x̂ + beta per channel.
+
+    A volume is normalized per channel over N × n_H × n_W values, a vector per feature over N.
+    Parameters: ``gamma`` (C,) (starts at 1) and ``beta`` (C,) (starts at 0). State, saved but not
+    trained: ``running_mean`` (C,) (starts at 0) and ``running_var`` (C,) (starts at 1).
+    """
+
+    description = "normalize each channel by batch statistics, then scale by gamma and shift by beta"
+    hyperparameters = {
+        "momentum": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.1,
+                     "description": "running ← (1 − momentum) · running + momentum · batch statistic"},
+        "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "description": "added to the variance"},
+    }
+    needs_whole_batch = True
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[-1]
+
+    def param_shapes(self):
+        return {"gamma": (self.channels,), "beta": (self.channels,)}
+
+    def state_shapes(self):
+        return {"running_mean": ((self.channels,), 0.0), "running_var": ((self.channels,), 1.0)}
+
+    def initial_value(self, key, shape, rng, init):
+        return (np.ones if key == "gamma" else np.zeros)(shape, dtype=self.dtype)
+
+    def explain(self):
+        over = "N" if len(self.input_shape) == 1 else f"N × {self.input_shape[0]} × {self.input_shape[1]}"
+        return [f"normalizes each of {self.channels} channels over {over} values (the batch"
+                + ("" if len(self.input_shape) == 1 else " and every position") + ")",
+                f"params = 2·{self.channels} = {self.param_count():,} (gamma, beta); running mean and variance: "
+                f"2·{self.channels} more, saved, not trained"]
+
+    def hyperparameter_text(self):
+        return f"m={self.config['momentum']:g}"
+
+    def scale_and_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a, c), each (C,): at inference the layer is a = x · a + c (what folding into a conv uses)."""
+        scale = self.params["gamma"] / np.sqrt(self.state["running_var"] + self.dtype.type(self.config["eps"]))
+        return scale, self.params["beta"] - self.state["running_mean"] * scale
+
+    def forward(self, x, training=False):
+        if not training:
+            scale, shift = self.scale_and_shift()
+            return x * scale + shift
+        axes = tuple(range(x.ndim - 1))
+        m = x.size // self.channels
+        mean = x.mean(axis=axes)
+        centred = x - mean
+        var = np.square(centred).mean(axis=axes)
+        momentum = self.dtype.type(self.config["momentum"])
+        self.state["running_mean"] *= 1 - momentum
+        self.state["running_mean"] += momentum * mean
+        self.state["running_var"] *= 1 - momentum
+        self.state["running_var"] += momentum * var * self.dtype.type(m / (m - 1) if m > 1 else 1.0)
+        inv_std = 1 / np.sqrt(var + self.dtype.type(self.config["eps"]))
+        x_hat = centred
+        x_hat *= inv_std
+        self._cache = (x_hat, inv_std)
+        return x_hat * self.params["gamma"] + self.params["beta"]
+
+    def backward(self, grad):
+        """dx = gamma · inv_std / m · (m · grad − Σ grad − x̂ · Σ grad · x̂), sums over the normalized axes."""
+        x_hat, inv_std = self._cache
+        self._cache = None
+        axes = tuple(range(grad.ndim - 1))
+        m = grad.size // self.channels
+        d_beta = grad.sum(axis=axes)
+        d_gamma = (grad * x_hat).sum(axis=axes)
+        self.grads["beta"][...] = d_beta
+        self.grads["gamma"][...] = d_gamma
+        if not self.needs_input_grad:
+            return None
+        dx = grad * self.dtype.type(m)
+        dx -= d_beta
+        dx -= x_hat * d_gamma
+        dx *= self.params["gamma"] * inv_std / self.dtype.type(m)
+        return dx
+
+
