@@ -122,3 +122,187 @@ def test_a_missing_reference_fails_under_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception):
         reference_module("no_such_reference_module")
+
+
+# -- graphs: branches, adds, concats, batchnorm, global pooling; training steps, then inference ------
+
+class TorchGraph(nn.Module):
+    """yamlnet's graph run by PyTorch: one module per layer (NCHW), the same wiring, the same weights."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.graph = model, model.graph
+        self.parts = nn.ModuleList(self._module(layer) for layer in model.layers)
+
+    @staticmethod
+    def _module(layer):
+        kind = layer.type
+        if kind == "conv2d":
+            module = nn.Conv2d(layer.input_shape[2], layer.config["filters"], layer.f, layer.s, layer.p)
+            module.weight.data = torch.from_numpy(layer.params["W"].transpose(3, 2, 0, 1).copy())
+            module.bias.data = torch.from_numpy(layer.params["b"].copy())
+        elif kind == "dense":
+            module = nn.Linear(int(np.prod(layer.input_shape)), layer.config["units"])
+            module.weight.data = torch.from_numpy(layer.params["W"].T.copy())
+            module.bias.data = torch.from_numpy(layer.params["b"].copy())
+        elif kind == "batchnorm":
+            norm = nn.BatchNorm2d if len(layer.input_shape) == 3 else nn.BatchNorm1d
+            module = norm(layer.channels, eps=layer.config["eps"], momentum=layer.config["momentum"])
+            module.weight.data = torch.from_numpy(layer.params["gamma"].copy())
+            module.bias.data = torch.from_numpy(layer.params["beta"].copy())
+            module.running_mean.data = torch.from_numpy(layer.state["running_mean"].copy())
+            module.running_var.data = torch.from_numpy(layer.state["running_var"].copy())
+        elif kind in ("maxpool2d", "avgpool2d"):
+            module = (nn.MaxPool2d if kind == "maxpool2d" else nn.AvgPool2d)(layer.f, layer.s, layer.p)
+        else:
+            module = nn.Identity()
+        return module
+
+    def forward(self, x):
+        outputs = {-1: x}
+        for index, (layer, module) in enumerate(zip(self.model.layers, self.parts)):
+            xs = [outputs[source] for source in self.graph.sources[index]]
+            kind = layer.type
+            if kind == "add":
+                out = sum(xs[1:], xs[0])
+            elif kind == "concat":
+                out = torch.cat(xs, dim=1)
+            elif kind == "globalavgpool2d":
+                out = xs[0].mean(dim=(2, 3))
+            elif kind in ("flatten", "dense") and xs[0].dim() == 4:
+                out = module(xs[0].permute(0, 2, 3, 1).reshape(xs[0].shape[0], -1))
+            elif kind == "softmax":
+                out = xs[0]  # the last layer: cross_entropy applies it
+            else:
+                out = module(xs[0])
+            if layer.activation in ACTIVATIONS:
+                out = ACTIVATIONS[layer.activation]()(out)
+            outputs[index] = out
+        return outputs[len(self.model.layers) - 1]
+
+    def grads(self):
+        grads = {}
+        for layer, module in zip(self.model.layers, self.parts):
+            if layer.type in ("conv2d", "dense"):
+                weight = module.weight.grad.numpy()
+                grads[f"{layer.name}/W"] = weight.transpose(2, 3, 1, 0) if layer.type == "conv2d" else weight.T
+                grads[f"{layer.name}/b"] = module.bias.grad.numpy()
+            elif layer.type == "batchnorm":
+                grads[f"{layer.name}/gamma"] = module.weight.grad.numpy()
+                grads[f"{layer.name}/beta"] = module.bias.grad.numpy()
+        return grads
+
+    def states(self):
+        return {f"{layer.name}/{key}": getattr(module, key).numpy() for layer, module in
+                zip(self.model.layers, self.parts) if layer.type == "batchnorm"
+                for key in ("running_mean", "running_var")}
+
+
+@st.composite
+def random_graphs(draw):
+    """A random valid graph: shape-keeping convs, pooling, batchnorms and activations, adds of
+    same-shaped outputs, concats of same-sized ones; every output is read, the loose ends pooled,
+    joined and classified."""
+    n_h, n_w = draw(st.integers(4, 9)), draw(st.integers(4, 9))
+    shapes = {"input": (n_h, n_w, draw(st.integers(1, 3)))}
+    layers, read = [], set()
+
+    def pick(candidates):
+        name = draw(st.sampled_from(sorted(candidates)))
+        read.add(name)
+        return name
+
+    for index in range(draw(st.integers(1, 7))):
+        name = f"l{index}"
+        kind = draw(st.sampled_from(["conv2d", "conv2d", "batchnorm", "activation", "add", "concat", "maxpool2d",
+                                     "avgpool2d", "globalavgpool2d", "dense"]))
+        volumes = {k for k, shape in shapes.items() if len(shape) == 3}
+        if kind in ("conv2d", "maxpool2d", "avgpool2d", "globalavgpool2d") and not volumes:
+            continue
+        if kind in ("add", "concat"):
+            first = draw(st.sampled_from(sorted(shapes)))
+            fits = [k for k, shape in shapes.items() if (shape == shapes[first] if kind == "add" else
+                                                         len(shape) == len(shapes[first]) and
+                                                         shape[:-1] == shapes[first][:-1])]
+            inputs = [first, *draw(st.lists(st.sampled_from(sorted(fits)), min_size=1, max_size=2))]
+            read.update(inputs)
+            layer = {"name": name, "type": kind, "inputs": inputs}
+            if kind == "add":
+                layer["activation"] = draw(st.sampled_from(["linear", "relu", "tanh"]))
+                shape = shapes[first]
+            else:
+                shape = (*shapes[first][:-1], sum(shapes[k][-1] for k in inputs))
+        else:
+            source = pick(volumes if kind in ("conv2d", "maxpool2d", "avgpool2d", "globalavgpool2d") else shapes)
+            layer, shape = {"name": name, "type": kind, "inputs": source}, shapes[source]
+            if kind == "conv2d":
+                layer.update(filters=draw(st.integers(1, 4)), size=draw(st.sampled_from([1, 3])), padding="same",
+                             activation=draw(st.sampled_from(["linear", "relu", "sigmoid", "leaky_relu"])))
+                shape = (*shape[:2], layer["filters"])
+            elif kind in ("maxpool2d", "avgpool2d"):
+                layer.update(size=2, stride=draw(st.integers(1, 2)))
+                shape = ((shape[0] - 2) // layer["stride"] + 1, (shape[1] - 2) // layer["stride"] + 1, shape[2])
+            elif kind == "globalavgpool2d":
+                shape = (shape[2],)
+            elif kind == "dense":
+                layer.update(units=draw(st.integers(2, 5)), activation=draw(st.sampled_from(["linear", "tanh"])))
+                shape = (layer["units"],)
+            elif kind == "batchnorm":
+                layer["momentum"] = draw(st.sampled_from([0.1, 0.5, 1.0]))
+            elif kind == "activation":
+                layer["activation"] = draw(st.sampled_from(["relu", "tanh", "sigmoid"]))
+        layers.append(layer)
+        shapes[name] = shape
+    loose = [layer["name"] for layer in layers if layer["name"] not in read] or ["input"]
+    ends = []
+    for name in loose:
+        if len(shapes[name]) == 3:
+            layers.append({"name": f"{name}_pool", "type": "globalavgpool2d", "inputs": name})
+            name = f"{name}_pool"
+        ends.append(name)
+    if len(ends) > 1:
+        layers.append({"name": "ends", "type": "concat", "inputs": ends})
+    layers += [{"name": "fc", "type": "dense", "units": 3, "inputs": "ends" if len(ends) > 1 else ends[0]},
+               {"name": "prediction", "type": "softmax"}]
+    return {"input": list(shapes["input"]), "layers": layers}
+
+
+def _sgd(model, net, learning_rate):
+    for key, param in model.parameters().items():
+        param -= learning_rate * model.gradients()[key]
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter -= learning_rate * parameter.grad
+            parameter.grad = None
+
+
+@settings(max_examples=int(os.environ.get("YAMLNET_EXAMPLES", 40)), deadline=None,
+          derandomize=not os.environ.get("YAMLNET_RANDOM"), database=None)
+@given(random_graphs(), st.sampled_from(["float32", "float64"]), st.integers(0, 10**6))
+def test_graphs_agree_with_pytorch_in_training_steps_then_at_inference(config, dtype, seed):
+    model = yamlnet.build_model({**config, "training": {"dtype": dtype, "seed": seed % 1000}})
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    net = TorchGraph(model).to(torch_dtype)
+    rng = np.random.default_rng(seed)
+    tolerance = 1e-8 if dtype == "float64" else 1e-4
+    for step in range(3):
+        x = rng.standard_normal((5, *config["input"])).astype(dtype)
+        y = rng.integers(0, 3, 5)
+        loss = model.loss_and_grad(x, y)
+        net.train()
+        torch_loss = nn.functional.cross_entropy(net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())),
+                                                 torch.from_numpy(y))
+        torch_loss.backward()
+        assert abs(loss - torch_loss.item()) <= tolerance * max(1.0, abs(torch_loss.item())), step
+        theirs = net.grads()
+        scale = max(1e-3, max(np.max(np.abs(value)) for value in theirs.values()))
+        for key, grad in model.gradients().items():
+            assert np.max(np.abs(grad - theirs[key])) <= tolerance * scale, (step, key)
+        _sgd(model, net, 0.1)
+    for key, state in net.states().items():
+        assert np.max(np.abs(model.states()[key] - state)) <= tolerance * max(1.0, np.max(np.abs(state))), key
+    x = rng.standard_normal((4, *config["input"])).astype(dtype)
+    net.eval()
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())), 1).numpy()
+    assert np.max(np.abs(model.forward(x) - expected)) <= tolerance
