@@ -66,36 +66,20 @@ def yamlnet_steps(model_file: str, batch: int, learning_rate: float = 0.01):
 def torch_steps(layers, learning_rate: float = 0.01):
     import torch
     from torch import nn
+    from torch_twin import TorchGraph
 
-    acts = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
-    modules: list = []
-    for layer in layers:
-        config = layer.config
-        if layer.type == "conv2d":
-            modules.append(nn.Conv2d(layer.input_shape[2], config["filters"], layer.f, layer.s, layer.p))
-        elif layer.type in ("maxpool2d", "avgpool2d"):
-            pool = nn.MaxPool2d if layer.type == "maxpool2d" else nn.AvgPool2d
-            modules.append(pool(layer.f, layer.s, layer.p))
-        elif layer.type == "dense":
-            if len(layer.input_shape) > 1:
-                modules.append(nn.Flatten())
-            modules.append(nn.Linear(int(np.prod(layer.input_shape)), config["units"]))
-        elif layer.type == "flatten":
-            modules.append(nn.Flatten())
-        elif layer.type == "dropout":
-            modules.append(nn.Dropout(config["rate"]))
-        if layer.activation in acts:
-            modules.append(acts[layer.activation]())
-    net = nn.Sequential(*modules)  # softmax is fused into the loss, as in yamlnet
+    net = TorchGraph(layers)  # softmax is fused into the loss, as in yamlnet
     optimizer = torch.optim.SGD(net.parameters(), lr=learning_rate)
     loss_fn = nn.CrossEntropyLoss()
 
     def train_step(x, y):
+        net.train()
         optimizer.zero_grad(set_to_none=True)
         loss_fn(net(x), y).backward()
         optimizer.step()
 
     def infer_step(x):
+        net.eval()
         with torch.no_grad():
             net(x)
 

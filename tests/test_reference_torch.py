@@ -13,52 +13,7 @@ from conftest import reference_module
 
 torch = reference_module("torch")
 from torch import nn  # noqa: E402
-
-ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
-
-
-class ChannelsLastFlatten(nn.Module):
-    def forward(self, x):  # yamlnet flattens in H, W, C order
-        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-
-
-def torch_twin(model):
-    modules = []
-    for layer in model.layers:
-        if layer.type == "conv2d":
-            conv = nn.Conv2d(layer.input_shape[2], layer.config["filters"], layer.f, layer.s, layer.p)
-            conv.weight.data = torch.from_numpy(layer.params["W"].transpose(3, 2, 0, 1).copy())
-            conv.bias.data = torch.from_numpy(layer.params["b"].copy())
-            modules.append(conv)
-        elif layer.type in ("maxpool2d", "avgpool2d"):
-            pool = nn.MaxPool2d if layer.type == "maxpool2d" else nn.AvgPool2d
-            modules.append(pool(layer.f, layer.s, layer.p))
-        elif layer.type == "flatten" or (layer.type == "dense" and len(layer.input_shape) == 3):
-            modules.append(ChannelsLastFlatten())
-        if layer.type == "dense":
-            linear = nn.Linear(int(np.prod(layer.input_shape)), layer.config["units"])
-            linear.weight.data = torch.from_numpy(layer.params["W"].T.copy())
-            linear.bias.data = torch.from_numpy(layer.params["b"].copy())
-            modules.append(linear)
-        activation = layer.activation
-        if activation in ACTIVATIONS:
-            modules.append(ACTIVATIONS[activation]())
-    return nn.Sequential(*modules)
-
-
-def torch_grads(net, model):
-    grads, modules = {}, iter(m for m in net if isinstance(m, (nn.Conv2d, nn.Linear)))
-    for layer in model.layers:
-        if layer.params:
-            module = next(modules)
-            weight = module.weight.grad.numpy()
-            grads[f"{layer.name}/W"] = weight.transpose(2, 3, 1, 0) if layer.type == "conv2d" else weight.T
-            grads[f"{layer.name}/b"] = module.bias.grad.numpy()
-    return grads
-
-
-def relative(a, b):
-    return float(np.max(np.abs(a - b)) / max(1e-12, np.max(np.abs(b))))
+from torch_twin import TorchGraph  # noqa: E402  (benchmarks/torch_twin.py)
 
 
 layer = st.one_of(
@@ -107,12 +62,12 @@ def test_outputs_and_gradients_agree_with_pytorch(layers, n_h, n_w, n_c, dtype, 
 
 def reference(model, x, y, torch_dtype):
     """PyTorch's probabilities, loss and gradients for yamlnet's model and weights."""
-    net = torch_twin(model).to(torch_dtype)
+    net = TorchGraph(model.layers).to(torch_dtype)
     logits = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(torch_dtype))
     loss = nn.functional.cross_entropy(logits, torch.from_numpy(y))
     loss.backward()
     return {"probabilities": torch.softmax(logits, 1).detach().numpy(), "loss": np.array(loss.item()),
-            **torch_grads(net, model)}
+            **net.grads()}
 
 
 def test_a_missing_reference_fails_under_ci_and_skips_elsewhere(monkeypatch):
@@ -125,78 +80,6 @@ def test_a_missing_reference_fails_under_ci_and_skips_elsewhere(monkeypatch):
 
 
 # -- graphs: branches, adds, concats, batchnorm, global pooling; training steps, then inference ------
-
-class TorchGraph(nn.Module):
-    """yamlnet's graph run by PyTorch: one module per layer (NCHW), the same wiring, the same weights."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.graph = model, model.graph
-        self.parts = nn.ModuleList(self._module(layer) for layer in model.layers)
-
-    @staticmethod
-    def _module(layer):
-        kind = layer.type
-        if kind == "conv2d":
-            module = nn.Conv2d(layer.input_shape[2], layer.config["filters"], layer.f, layer.s, layer.p)
-            module.weight.data = torch.from_numpy(layer.params["W"].transpose(3, 2, 0, 1).copy())
-            module.bias.data = torch.from_numpy(layer.params["b"].copy())
-        elif kind == "dense":
-            module = nn.Linear(int(np.prod(layer.input_shape)), layer.config["units"])
-            module.weight.data = torch.from_numpy(layer.params["W"].T.copy())
-            module.bias.data = torch.from_numpy(layer.params["b"].copy())
-        elif kind == "batchnorm":
-            norm = nn.BatchNorm2d if len(layer.input_shape) == 3 else nn.BatchNorm1d
-            module = norm(layer.channels, eps=layer.config["eps"], momentum=layer.config["momentum"])
-            module.weight.data = torch.from_numpy(layer.params["gamma"].copy())
-            module.bias.data = torch.from_numpy(layer.params["beta"].copy())
-            module.running_mean.data = torch.from_numpy(layer.state["running_mean"].copy())
-            module.running_var.data = torch.from_numpy(layer.state["running_var"].copy())
-        elif kind in ("maxpool2d", "avgpool2d"):
-            module = (nn.MaxPool2d if kind == "maxpool2d" else nn.AvgPool2d)(layer.f, layer.s, layer.p)
-        else:
-            module = nn.Identity()
-        return module
-
-    def forward(self, x):
-        outputs = {-1: x}
-        for index, (layer, module) in enumerate(zip(self.model.layers, self.parts)):
-            xs = [outputs[source] for source in self.graph.sources[index]]
-            kind = layer.type
-            if kind == "add":
-                out = sum(xs[1:], xs[0])
-            elif kind == "concat":
-                out = torch.cat(xs, dim=1)
-            elif kind == "globalavgpool2d":
-                out = xs[0].mean(dim=(2, 3))
-            elif kind in ("flatten", "dense") and xs[0].dim() == 4:
-                out = module(xs[0].permute(0, 2, 3, 1).reshape(xs[0].shape[0], -1))
-            elif kind == "softmax":
-                out = xs[0]  # the last layer: cross_entropy applies it
-            else:
-                out = module(xs[0])
-            if layer.activation in ACTIVATIONS:
-                out = ACTIVATIONS[layer.activation]()(out)
-            outputs[index] = out
-        return outputs[len(self.model.layers) - 1]
-
-    def grads(self):
-        grads = {}
-        for layer, module in zip(self.model.layers, self.parts):
-            if layer.type in ("conv2d", "dense"):
-                weight = module.weight.grad.numpy()
-                grads[f"{layer.name}/W"] = weight.transpose(2, 3, 1, 0) if layer.type == "conv2d" else weight.T
-                grads[f"{layer.name}/b"] = module.bias.grad.numpy()
-            elif layer.type == "batchnorm":
-                grads[f"{layer.name}/gamma"] = module.weight.grad.numpy()
-                grads[f"{layer.name}/beta"] = module.bias.grad.numpy()
-        return grads
-
-    def states(self):
-        return {f"{layer.name}/{key}": getattr(module, key).numpy() for layer, module in
-                zip(self.model.layers, self.parts) if layer.type == "batchnorm"
-                for key in ("running_mean", "running_var")}
-
 
 @st.composite
 def random_graphs(draw):
@@ -282,7 +165,7 @@ def _sgd(model, net, learning_rate):
 def test_graphs_agree_with_pytorch_in_training_steps_then_at_inference(config, dtype, seed):
     model = yamlnet.build_model({**config, "training": {"dtype": dtype, "seed": seed % 1000}})
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-    net = TorchGraph(model).to(torch_dtype)
+    net = TorchGraph(model.layers).to(torch_dtype)
     rng = np.random.default_rng(seed)
     tolerance = 1e-8 if dtype == "float64" else 1e-4
     for step in range(3):

@@ -6,41 +6,57 @@ import time
 
 import numpy as np
 
+from yamlnet.graph import run_backward, run_forward
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.model import Model
 
 
+class _Timed:
+    """A layer whose forward and backward add their seconds to ``times`` (everything else is the layer's)."""
+
+    def __init__(self, layer, times: np.ndarray, index: int):
+        self._layer, self._times, self._index = layer, times, index
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    def forward(self, x, training=False):
+        started = time.perf_counter()
+        out = self._layer.forward(x, training)
+        self._times[0, self._index] += time.perf_counter() - started
+        return out
+
+    def backward(self, grad):
+        started = time.perf_counter()
+        out = self._layer.backward(grad)
+        self._times[1, self._index] += time.perf_counter() - started
+        return out
+
+
 def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup: int = 2) -> dict:
     """Mean forward and backward milliseconds per layer over ``iterations`` training steps on random
-    data of the model's input shape (the fused softmax cross-entropy counts as the last layer's)."""
+    data of the model's input shape (the fused softmax cross-entropy counts as the last layer's).
+    The steps take the model's own path through its graph, on the whole batch (no shards)."""
     rng = np.random.default_rng(0)
     x = rng.random((batch_size,) + model.input_shape).astype(model.dtype)
     n_classes = model.output_shape[0] if len(model.output_shape) == 1 else 1
     y = rng.integers(0, n_classes, batch_size)
     fused = model.layers[-1].type == "softmax" and len(model.output_shape) == 1
-    body = model.layers[:-1] if fused else model.layers
-    forward = np.zeros(len(model.layers))
-    backward = np.zeros(len(model.layers))
+    last = model.graph.sources[-1][0] if fused else len(model.layers) - 1
+    times = np.zeros((2, len(model.layers)))
+    timed = [_Timed(layer, times, index) for index, layer in enumerate(model.layers)]
     for step in range(warmup + iterations):
-        record = step >= warmup
-        out = x
-        for index, layer in enumerate(body):
-            started = time.perf_counter()
-            out = layer.forward(out, training=True)
-            forward[index] += record * (time.perf_counter() - started)
+        if step == warmup:
+            times[...] = 0
+        out = run_forward(timed, model.graph, x, training=True, until=last)
         started = time.perf_counter()
         if fused:
             _, grad, _ = softmax_cross_entropy(out, y)
         else:
             grad = np.ones_like(out) / out.size
-        forward[-1 if fused else len(body) - 1] += record * (time.perf_counter() - started)
-        for index in range(len(body) - 1, -1, -1):
-            if grad is None:
-                break
-            started = time.perf_counter()
-            grad = body[index].backward(grad)
-            backward[index] += record * (time.perf_counter() - started)
-    forward, backward = forward / iterations * 1e3, backward / iterations * 1e3
+        times[0, -1 if fused else last] += time.perf_counter() - started
+        run_backward(timed, model.graph, grad, last)
+    forward, backward = times / iterations * 1e3
     total = float(forward.sum() + backward.sum())
     return {
         "batch_size": batch_size,
