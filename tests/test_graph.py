@@ -94,8 +94,9 @@ def test_a_sharded_batch_equals_an_unsharded_one(monkeypatch):
         monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
         assert len(cut._shards(8, training=False)) == 2
         assert abs(cut.loss_and_grad(x, y) - loss) < 1e-12
-        for key, grad in whole.gradients().items():
-            assert rel_error(grad, cut.gradients()[key]) < 1e-10, key
+        scale = max(np.max(np.abs(grad)) for grad in whole.gradients().values())
+        for key, grad in whole.gradients().items():  # (a bias before a batchnorm has a gradient of ~1e-17)
+            assert np.max(np.abs(grad - cut.gradients()[key])) < 1e-12 * scale, key
         for key, state in whole.states().items():
             assert np.allclose(state, cut.states()[key], atol=1e-12), key  # batch statistics of the whole batch
         assert rel_error(cut.forward(x), inference) < 1e-10

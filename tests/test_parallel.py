@@ -61,3 +61,21 @@ def test_a_failing_task_raises_after_the_others_finish():
     with pytest.raises(ZeroDivisionError):
         parallel.run([lambda: 1 / 0, slow])
     assert finished.is_set()
+
+
+def test_reducer_gives_every_shard_the_same_total_and_a_failure_frees_the_others():
+    reducer = parallel.Reducer(3)
+    parts = [np.array([1.0, 2.0]), np.array([10.0, 20.0]), np.array([100.0, 200.0])]
+    results = parallel.run([lambda k=k: reducer.total(k, parts[k]) for k in range(3)], (reducer,))
+    assert all(np.array_equal(total, [111.0, 222.0]) for total in results)
+
+    reducer = parallel.Reducer(2)
+
+    def fails():
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):  # the other shard would wait for it forever without the abort
+        parallel.run([fails, lambda: reducer.total(1, parts[0])], (reducer,))
+    reducer = parallel.Reducer(2)
+    with pytest.raises(ZeroDivisionError):  # the caller's shard waits, a pool thread's fails
+        parallel.run([lambda: reducer.total(0, parts[0]), fails], (reducer,))

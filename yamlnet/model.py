@@ -151,7 +151,8 @@ class Model:
         self._fused = self.layers[-1].type == "softmax"
         self._replicas: list[list[Layer]] = [self.layers]  # one copy of the layers per shard
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
-        self._whole_batch_training = any(layer.needs_whole_batch for layer in self.layers)
+        self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
+        self._reducers: list[parallel.Reducer] = []  # of the batch being run
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
         #: ``forward``; training sets them from its data, save and load keep them with the weights.
@@ -181,7 +182,7 @@ class Model:
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
         results = parallel.run([partial(self._train_shard, layers, x[start:stop], y[start:stop], len(x))
-                                for layers, (start, stop) in shards])
+                                for layers, (start, stop) in shards], tuple(self._reducers))
         for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
             for layer, twin in zip(self.layers, replica):
                 for key, grad in layer.grads.items():
@@ -202,13 +203,18 @@ class Model:
     def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
         """The batch's shards (``yamlnet.parallel``), each with its own copy of the layers: the first
         shard's are ``self.layers``. Dropout's draws are made for the whole batch here, in layer order,
-        so that a run draws the same masks however its batches are cut. A model with batchnorm trains
-        on whole batches (its statistics are the batch's), and is sharded at inference only."""
+        so that a run draws the same masks however its batches are cut; batchnorm's copies share a
+        ``Reducer``, so that each normalizes with the whole batch's statistics."""
         bounds = parallel.shards(n, self._macs_per_sample)
-        if training and self._whole_batch_training:
-            bounds = [(0, n)]
         while len(self._replicas) < len(bounds):
             self._replicas.append([layer.replica() for layer in self.layers])
+        self._reducers = []
+        for index in self._whole_batch_layers:  # batchnorm: statistics of the whole batch, shards or not
+            reducer = parallel.Reducer(len(bounds)) if training and len(bounds) > 1 else None
+            for shard, replica in enumerate(self._replicas[:len(bounds)]):
+                replica[index].reducer, replica[index].shard = reducer, shard
+            if reducer is not None:
+                self._reducers.append(reducer)
         if training and len(bounds) > 1:
             for index, layer in enumerate(self.layers):
                 if isinstance(layer, Dropout) and (noise := layer.draw_noise(n)) is not None:

@@ -13,9 +13,13 @@ than MAX_SHARDS threads, batches run whole.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from functools import partial
 from typing import Callable
+
+import numpy as np
 
 #: a shard with less work than this (forward multiply-adds) costs more than it saves: waking a
 #: thread takes ~70 µs here, and small arrays hold the GIL. Measured on 2 cores, LeNet breaks even
@@ -57,13 +61,38 @@ def shards(n: int, macs_per_sample: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def run(tasks: list[Callable[[], object]]) -> list:
+class Reducer:
+    """Adds up small arrays across the shards of one batch, which run side by side (batchnorm's
+    whole-batch statistics): every shard gets the same total, summed in shard order."""
+
+    def __init__(self, parts: int):
+        self._parts: list = [None] * parts
+        self._barrier = threading.Barrier(parts)
+
+    def total(self, shard: int, array: np.ndarray) -> np.ndarray:
+        self._parts[shard] = array
+        self._barrier.wait()
+        total = self._parts[0].copy()
+        for part in self._parts[1:]:
+            total += part
+        self._barrier.wait()  # no shard writes its next part before every shard has read this total
+        return total
+
+    def abort(self) -> None:
+        """Free the shards waiting here when another shard failed (they raise BrokenBarrierError)."""
+        self._barrier.abort()
+
+
+def run(tasks: list[Callable[[], object]], reducers: tuple[Reducer, ...] = ()) -> list:
     """Run the tasks at the same time, BLAS on one thread each; their results in order.
 
-    The calling thread runs the first task itself, so one shard costs no hand-off at all.
+    The calling thread runs the first task itself, so one shard costs no hand-off at all. A task
+    that fails aborts ``reducers``, so that no other task waits forever for it.
     """
     if len(tasks) == 1:
         return [tasks[0]()]
+    if reducers:
+        tasks = [partial(_aborting, task, reducers) for task in tasks]
     if _state.get("pool_size", 0) < len(tasks) - 1:
         if "pool" in _state:
             _state["pool"].shutdown(wait=False)
@@ -75,6 +104,21 @@ def run(tasks: list[Callable[[], object]]) -> list:
         futures = [pool.submit(task) for task in tasks[1:]]
         try:
             first = tasks[0]()
+        except threading.BrokenBarrierError:  # another shard failed first: raise its error, not this echo
+            wait(futures)
+            for future in futures:
+                if future.exception() and not isinstance(future.exception(), threading.BrokenBarrierError):
+                    raise future.exception() from None
+            raise
         finally:
             wait(futures)  # never leave a shard running on layers the caller may touch next
         return [first] + [future.result() for future in futures]
+
+
+def _aborting(task: Callable[[], object], reducers: tuple[Reducer, ...]):
+    try:
+        return task()
+    except BaseException:
+        for reducer in reducers:
+            reducer.abort()
+        raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from yamlnet import kernels
+from yamlnet import kernels, parallel
 from yamlnet.layers.base import Layer, register
 
 
@@ -58,23 +58,33 @@ class BatchNorm(Layer):
         scale = self.params["gamma"] / np.sqrt(self.state["running_var"] + self.dtype.type(self.config["eps"]))
         return scale, self.params["beta"] - self.state["running_mean"] * scale
 
+    #: set by the model when a training batch is cut into shards: the shards' sums are added up, so
+    #: that every shard normalizes with the whole batch's statistics (``shard``: this one's place)
+    reducer: parallel.Reducer | None = None
+    shard: int = 0
+
+    def _batch_sums(self, sums: np.ndarray) -> np.ndarray:
+        return sums if self.reducer is None else self.reducer.total(self.shard, sums)
+
     def forward(self, x, training=False):
         if not training:
             scale, shift = self.scale_and_shift()
             return x * scale + shift
         rows = x.reshape(-1, self.channels)  # (m, C): every value of a channel in one column
-        m = len(rows)
         # column sums as matrix-vector products: NumPy's .sum(axis=0) over a few columns is many times slower
-        mean = kernels.column_sums(rows) / self.dtype.type(m)
+        sums = self._batch_sums(np.append(kernels.column_sums(rows), self.dtype.type(len(rows))))
+        m = sums[-1]
+        mean = sums[:-1] / m
         out = x - mean
-        var = kernels.column_sums(np.square(out).reshape(-1, self.channels)) / self.dtype.type(m)
-        momentum = self.dtype.type(self.config["momentum"])
-        self.state["running_mean"] *= 1 - momentum
-        self.state["running_mean"] += momentum * mean
-        self.state["running_var"] *= 1 - momentum
-        self.state["running_var"] += momentum * var * self.dtype.type(m / (m - 1) if m > 1 else 1.0)
+        var = self._batch_sums(kernels.column_sums(np.square(out).reshape(-1, self.channels))) / m
+        if self.shard == 0:  # the state is shared by every shard's copy of the layer: update it once
+            momentum = self.dtype.type(self.config["momentum"])
+            self.state["running_mean"] *= 1 - momentum
+            self.state["running_mean"] += momentum * mean
+            self.state["running_var"] *= 1 - momentum
+            self.state["running_var"] += momentum * var * (m / (m - 1) if m > 1 else self.dtype.type(1))
         inv_std = 1 / np.sqrt(var + self.dtype.type(self.config["eps"]))
-        self._cache = (x, mean, inv_std)
+        self._cache = (x, mean, inv_std, m)
         out *= self.params["gamma"] * inv_std
         out += self.params["beta"]
         return out
@@ -83,17 +93,19 @@ class BatchNorm(Layer):
         """With x̂ = (x − μ) · inv_std, s = gamma · inv_std and sums over the m values of a channel:
         d beta = Σ grad, d gamma = Σ grad · x̂, and
         dx = s · (grad − d beta / m − x̂ · d gamma / m) = s · grad + k · x + c, per channel —
-        computed from x itself, so that x̂ is never stored."""
-        x, mean, inv_std = self._cache
+        computed from x itself, so that x̂ is never stored. A shard's grads hold its own part of
+        the sums (the model adds the shards' grads); dx needs the whole batch's."""
+        x, mean, inv_std, m = self._cache
         self._cache = None
         rows = grad.reshape(-1, self.channels)
-        m = self.dtype.type(len(rows))
-        d_beta = kernels.column_sums(rows)
-        d_gamma = (kernels.column_sums((grad * x).reshape(-1, self.channels)) - mean * d_beta) * inv_std
-        self.grads["beta"][...] = d_beta
-        self.grads["gamma"][...] = d_gamma
+        own = np.concatenate([kernels.column_sums(rows), kernels.column_sums((grad * x).reshape(-1, self.channels))])
+        self.grads["beta"][...] = own[:self.channels]
+        self.grads["gamma"][...] = (own[self.channels:] - mean * own[:self.channels]) * inv_std
         if not self.needs_input_grad:
             return None
+        sums = self._batch_sums(own) if self.reducer is not None else own
+        d_beta = sums[:self.channels]
+        d_gamma = (sums[self.channels:] - mean * d_beta) * inv_std
         scale = self.params["gamma"] * inv_std
         k = -scale * d_gamma * inv_std / m
         c = -scale * d_beta / m - k * mean
