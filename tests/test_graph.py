@@ -180,3 +180,22 @@ def test_malformed_graphs_are_one_located_line(layers, message, tmp_path):
 def test_inputs_can_be_set_and_swept():
     model = yamlnet.build_model(RESIDUAL, overrides=["layers.sum.inputs=[c2, stem, stem]"])
     assert model.layers[5].inputs == ["c2", "stem", "stem"]
+
+
+def test_inference_folds_batchnorm_into_the_layer_before_it():
+    config = {**RESIDUAL, "training": {**RESIDUAL["training"], "dtype": "float32"}}
+    model = yamlnet.build_model(config)
+    rng = np.random.default_rng(4)
+    for key, state in model.states().items():
+        state[...] = rng.random(state.shape) + (0.5 if key.endswith("var") else -0.5)
+    for key, param in model.parameters().items():
+        param[...] = rng.standard_normal(param.shape).astype(np.float32)
+    x = rng.standard_normal((7, 6, 6, 2)).astype(np.float32)
+    folded = model.forward(x)
+    assert [layer.type for layer in model._folded(model.layers)][1:3] == ["conv2d", "batchnorm (folded)"]
+    # the same layers, unfolded, through the graph: what a model without folding computes
+    from yamlnet.graph import run_forward
+    unfolded = run_forward(model.layers, model.graph, x, training=False)
+    assert np.max(np.abs(folded - unfolded)) < 1e-5
+    model.parameters()["c1/W"][...] *= 2  # weights that change between calls reach the folded copy
+    assert np.max(np.abs(model.forward(x) - run_forward(model.layers, model.graph, x, training=False))) < 1e-5
