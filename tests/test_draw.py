@@ -44,3 +44,18 @@ def test_long_networks_wrap_so_that_text_stays_legible(tmp_path):
     assert CliRunner().invoke(app, ["draw", str(ROOT / "models" / "lenet.yaml"), "--out", str(out)]).exit_code == 0
     width, height = struct.unpack(">II", out.read_bytes()[16:24])
     assert width <= 1700 and height < width  # two rows of five, at 120 dpi: 8-point text at its size
+
+
+def test_a_graph_is_drawn_with_its_branches_and_joins(tmp_path):
+    inception = str(ROOT / "models" / "inception_small.yaml")
+    result = CliRunner().invoke(app, ["draw", inception, "--format", "mermaid"])
+    lines = result.output.splitlines()
+    assert lines[0] == "graph TD"
+    nodes = {line.split("[")[0]: line for line in lines if "[" in line}
+    block = next(name for name, line in nodes.items() if "block (concat)<br/>+ block_bn<br/>16 × 16 × 32" in line)
+    joined = [line.split(" --> ")[0] for line in lines if line.endswith(f" --> {block}")]
+    assert sorted(nodes[name].split('"')[1].split()[0] for name in joined) == ["a_1x1", "b_3x3", "c_1x1"]
+    for name in ("resnet_small", "inception_small"):
+        out = tmp_path / f"{name}.png"
+        assert CliRunner().invoke(app, ["draw", str(ROOT / "models" / f"{name}.yaml"), "--out", str(out)]).exit_code == 0
+        assert out.read_bytes()[:4] == b"\x89PNG"

@@ -1,14 +1,20 @@
 """``yamlnet draw``: the network as the lecture draws it — activation volumes as boxes labelled
-n_H × n_W × n_C, arrows labelled with the layer and its f / s / p — as PNG or SVG, or as Mermaid."""
+n_H × n_W × n_C, arrows labelled with the layer and its f / s / p — as PNG or SVG, or as Mermaid.
+
+A chain is drawn left to right, five volumes a row; a graph top to bottom, one row per step of
+depth, so that parallel branches stand side by side and every join shows the arrows that meet in it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from yamlnet.errors import ConfigError
+from yamlnet.graph import INPUT, Graph
 from yamlnet.layers.base import shape_text
 
-_SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense"}
+_SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense", "globalavgpool2d"}
+#: layers drawn inside the box of the one layer they read (when nothing else reads that one)
+_SHAPE_KEEPING = {"batchnorm", "activation", "dropout"}
 #: volumes in one row of the picture; longer networks wrap onto more rows
 PER_ROW = 5
 #: what ``--out``'s extension says to write
@@ -52,8 +58,41 @@ def stages(config: dict, layers) -> list[tuple[str, str]]:
     return nodes
 
 
+def _layer_text(layer) -> str:
+    text = layer.name + (f" {layer.hyperparameter_text()}" if layer.hyperparameter_text() else "")
+    return text + (f" + {layer.activation}" if layer.activation not in ("", "linear") and layer.type != "activation"
+                   else "")
+
+
+def graph_nodes(config: dict, layers) -> list[dict]:
+    """The boxes of a graph: {"label", "shape", "sources" (box indices)}, the input first. A
+    batchnorm, activation or dropout that alone reads a layer is drawn in that layer's box."""
+    graph = Graph.of(layers)
+    nodes = [{"label": "X-input", "shape": tuple(config["input"]), "sources": []}]
+    box = {INPUT: 0}
+    for index, layer in enumerate(layers):
+        sources = graph.sources[index]
+        if (layer.type in _SHAPE_KEEPING and sources[0] != INPUT and graph.readers[sources[0]] == (index,)):
+            box[index] = box[sources[0]]
+            nodes[box[index]]["label"] += f"\n+ {layer.activation if layer.type == 'activation' else layer.name}"
+            continue
+        kind = f" ({layer.type})" if layer.type not in ("conv2d", "dense") else ""
+        nodes.append({"label": _layer_text(layer) + kind, "shape": layer.output_shape,
+                      "sources": [box[source] for source in sources]})
+        box[index] = len(nodes) - 1
+    return nodes
+
+
 def mermaid(config: dict, layers) -> str:
-    """A Mermaid ``graph LR`` of the chain, like the course notes' figure."""
+    """A Mermaid ``graph LR`` of a chain, like the course notes' figure; ``graph TD`` of a graph,
+    one node per box of ``graph_nodes`` and an edge per input."""
+    if not Graph.of(layers).is_chain:
+        nodes = graph_nodes(config, layers)
+        lines = ["graph TD"]
+        lines += [f'N{index}["{node["label"]}<br/>{shape_text(node["shape"])}"]'.replace("\n", "<br/>")
+                  for index, node in enumerate(nodes)]
+        lines += [f"N{source} --> N{index}" for index, node in enumerate(nodes) for source in node["sources"]]
+        return "\n".join(lines) + "\n"
     nodes = stages(config, layers)
     lines = ["graph LR"]
     for index, (edge, label) in enumerate(nodes):
@@ -67,13 +106,86 @@ def mermaid(config: dict, layers) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw(config: dict, layers, path: Path) -> Path:
-    """Boxes sized by the volume's height and depth, in a row; saved as PNG or SVG by ``path``'s suffix."""
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
+    plt.close(figure)
+    return path
+
+
+def draw(config: dict, layers, path: Path) -> Path:
+    """The picture, saved as PNG or SVG by ``path``'s suffix: a chain in rows, a graph top to bottom."""
+    return (draw_chain if Graph.of(layers).is_chain else draw_graph)(config, layers, path)
+
+
+def draw_graph(config: dict, layers, path: Path) -> Path:
+    """One row per step of depth (the longest path from the input), branches side by side; a box per
+    ``graph_nodes`` entry, blue for volumes, orange for vectors; an arrow per input."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    plt = _pyplot()
+    nodes = graph_nodes(config, layers)
+    depth = [0] * len(nodes)
+    for index, node in enumerate(nodes):  # as early as its inputs allow …
+        depth[index] = 1 + max((depth[source] for source in node["sources"]), default=-1)
+    readers: dict[int, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for source in node["sources"]:
+            readers.setdefault(source, []).append(index)
+    for index in range(len(nodes) - 1, 0, -1):  # … then as late as its readers allow: short arrows
+        if index in readers:
+            depth[index] = min(depth[reader] for reader in readers[index]) - 1
+    rows: dict[int, list[int]] = {}
+    for index in range(len(nodes)):
+        rows.setdefault(depth[index], []).append(index)
+    width, height, column, row_height = 2.3, 0.75, 2.7, 1.25
+    widest = max(len(row) for row in rows.values())
+    figure, axis = plt.subplots(figsize=(column * widest + 0.4, row_height * len(rows) * 0.85 + 0.6))
+    centre = {}
+    for level, members in rows.items():
+        for k, index in enumerate(members):
+            x = (k - (len(members) - 1) / 2) * column
+            y = -level * row_height
+            centre[index] = (x, y)
+            node = nodes[index]
+            axis.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.03",
+                                          facecolor="#cfe3f7" if len(node["shape"]) == 3 else "#f7dfc6",
+                                          edgecolor="#333"))
+            axis.text(x, y, f"{node['label']}\n{shape_text(node['shape'])}", ha="center", va="center", fontsize=7)
+    for index, node in enumerate(nodes):
+        for source in node["sources"]:
+            (x0, y0), (x1, y1) = centre[source], centre[index]
+            if y0 - y1 <= row_height * 1.01:  # the next row: straight down
+                arrow = FancyArrowPatch((x0, y0 - height / 2 - 0.03), (x1, y1 + height / 2 + 0.03),
+                                        arrowstyle="-|>", mutation_scale=10, linewidth=0.8)
+            else:  # a skip connection: out of the box's side, down beside the rows it skips, back in
+                side = 1 if x1 >= 0 else -1
+                arrow = FancyArrowPatch((x0 + side * width / 2, y0), (x1 + side * width / 2, y1),
+                                        arrowstyle="-|>", mutation_scale=10, linewidth=0.8, color="#a33",
+                                        connectionstyle=f"arc,angleA={0 if side > 0 else 180},"
+                                                        f"angleB={0 if side > 0 else 180},armA=30,armB=30,rad=8")
+            axis.add_patch(arrow)
+    axis.set_xlim(-column * widest / 2 - 0.4, column * widest / 2 + 0.4)
+    axis.set_ylim(-(len(rows) - 1) * row_height - 0.6, 0.6)
+    axis.axis("off")
+    axis.set_title(config["name"], fontsize=10)
+    return _save(figure, path)
+
+
+def draw_chain(config: dict, layers, path: Path) -> Path:
+    """Boxes sized by the volume's height and depth, five to a row."""
     from matplotlib.patches import FancyArrowPatch, Rectangle
 
+    plt = _pyplot()
     nodes = stages(config, layers)
     shapes = [tuple(config["input"])] + [layer.output_shape for layer in layers
                                          if layer.type in _SHAPE_CHANGING or layer.type == "softmax"]
@@ -109,8 +221,4 @@ def draw(config: dict, layers, path: Path) -> Path:
     axis.set_ylim(-(n_rows - 1) * row_height - 1.9, 1.3)
     axis.axis("off")
     axis.set_title(f"{config['name']}", fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
-    plt.close(figure)
-    return path
+    return _save(figure, path)
