@@ -195,14 +195,15 @@ def main() -> None:
     print(f"batch {args.batch} (inference {args.infer_batch}), float32, plain SGD; samples/s: median of {args.epochs} epochs of {args.samples} "
           f"samples in a fresh process per framework, {args.rounds} rounds;\nratio: median over rounds of "
           f"yamlnet / PyTorch\n")
-    header = f"{'model':<12} {'params':>8}"
+    name_width = max(12, *(len(Path(model).stem) for model in args.models))
+    header = f"{'model':<{name_width}} {'params':>8}"
     for kind in ("train", "infer"):
         header += f" {kind:>9}" + (f" {'torch':>9} {'ratio':>6}" if with_torch else "")
     print(header + f" {'peak RSS':>9}")
     for model_file in args.models:
         r = measure(model_file, args.batch, args.samples, args.epochs, with_torch, args.rounds, threads,
                     args.infer_batch)
-        line = f"{r['model']:<12} {r['params']:>8,}"
+        line = f"{r['model']:<{name_width}} {r['params']:>8,}"
         for kind in ("train", "infer"):
             line += f" {r[kind]['yamlnet']:>9,.0f}"
             if with_torch:
