@@ -28,11 +28,11 @@ def test_reference_names_every_layer_type_and_key():
 
 def test_the_two_commands_and_ci_agree():
     blocks = re.findall(r"```\n(.*?)\n```", README, re.S)
-    assert "pip install . && yamlnet train models/simple.yaml" in blocks
-    test_command = 'pip install -e ".[dev]" && python -m pytest -q'
+    assert "python3 -m venv .venv && . .venv/bin/activate && pip install . && yamlnet train models/simple.yaml" in blocks
+    test_command = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[dev]" && python -m pytest -q'
     assert test_command in blocks
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install --quiet --disable-pip-version-check -e ".[dev]"' in ci and "python -m pytest -q" in ci
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci  # CI runs the README's test command as it stands
 
 
 def test_public_api():

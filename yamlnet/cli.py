@@ -24,6 +24,21 @@ SET_HELP = "Override a key of the file: training.learning_rate=0.05, layers.conv
 SetOption = typer.Option(None, "--set", help=SET_HELP, metavar="KEY=VALUE")
 
 
+def _announce_builtin(file: Optional[Path]) -> Optional[Path]:
+    """A name that is no file here but a built-in model's (``simple``) is that model: say so on stderr."""
+    from yamlnet.config.builtin import builtin_path
+
+    builtin = builtin_path(file) if file is not None else None
+    if builtin is not None:
+        typer.echo(f"{file}: the built-in model {builtin}", err=True)
+        return builtin
+    return file
+
+
+MODEL_HELP = "The model file, or a built-in model's name (yamlnet models lists them)."
+ModelFile = typer.Argument(..., help=MODEL_HELP, callback=_announce_builtin)
+
+
 def _version(value: bool) -> None:
     if value:
         from yamlnet import __version__
@@ -71,7 +86,8 @@ def _say_which_checkpoint(run: Path) -> None:
 
 @app.command()
 @user_errors
-def validate(files: List[Path] = typer.Argument(..., help="Model files to check."),
+def validate(files: List[Path] = typer.Argument(..., help="Model files (or built-in models' names) to check.",
+                                               callback=lambda files: [_announce_builtin(f) for f in files]),
              set_: Optional[List[str]] = SetOption):
     """Check model files: schema, shapes and the training-memory estimate; one line per file."""
     from yamlnet.model import plan
@@ -90,7 +106,7 @@ def validate(files: List[Path] = typer.Argument(..., help="Model files to check.
 
 @app.command()
 @user_errors
-def summary(file: Path = typer.Argument(..., help="The model file."),
+def summary(file: Path = ModelFile,
             as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
             explain: bool = typer.Option(False, "--explain", help="Show the arithmetic behind every figure."),
             set_: Optional[List[str]] = SetOption):
@@ -103,16 +119,55 @@ def summary(file: Path = typer.Argument(..., help="The model file."),
 
 
 @app.command()
-def schema():
+@user_errors
+def schema(out: Optional[Path] = typer.Option(None, "--out", help="Write it to this file instead of printing it.")):
     """Print the JSON Schema of model files (schemas/yamlnet.schema.json is this output)."""
     from yamlnet.config import build_schema
+    from yamlnet.starter import write_schema
 
-    typer.echo(json.dumps(build_schema(), indent=2, ensure_ascii=False))
+    if out is None:
+        typer.echo(json.dumps(build_schema(), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(str(write_schema(out)))
+
+
+@app.command()
+def models():
+    """The built-in example models: their names (use them as model files), what they are, input and data."""
+    from yamlnet.config.builtin import builtin_models, description
+    from yamlnet.config import load_config
+
+    rows = []
+    for name, path in builtin_models().items():
+        config = load_config(path)
+        rows.append((name, description(path), " × ".join(map(str, config["input"])), config["data"]["dataset"]))
+    width = max(len(row[0]) for row in rows)
+    for name, what, shape, dataset in rows:
+        typer.echo(f"{name:<{width}}  {shape:<12} {dataset:<8} {what}")
+    typer.echo("\nUse a name as a model file (yamlnet train simple), or copy one: yamlnet init my_net.yaml --from simple")
 
 
 @app.command()
 @user_errors
-def train(file: Optional[Path] = typer.Argument(None, help="The model file (not needed with --resume)."),
+def init(file: Path = typer.Argument(..., help="The model file to write (.yaml)."),
+         from_model: Optional[str] = typer.Option(None, "--from", help="Start from this built-in model."),
+         dataset: str = typer.Option("digits", "--dataset", help="The data set of a new small conv net."),
+         path: Optional[str] = typer.Option(None, "--path", help="The data's file or folder (npz, mnist)."),
+         schema_file: Optional[Path] = typer.Option(None, "--schema", help="Where to write the JSON Schema.",
+                                                    show_default="yamlnet.schema.json beside FILE"),
+         force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists.")):
+    """Write a starter model file, commented, with the JSON Schema beside it for editor completion."""
+    from yamlnet.starter import init as write_starter
+
+    for written in write_starter(file, from_model=from_model, dataset=dataset, data_path=path, schema=schema_file,
+                                 force=force):
+        typer.echo(str(written))
+
+
+@app.command()
+@user_errors
+def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not with --resume.",
+                                               callback=_announce_builtin),
           out: Optional[Path] = typer.Option(None, "--out", help="Run directory.",
                                              show_default="runs/<name>/<time>/"),
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
@@ -166,7 +221,7 @@ def predict(run: Path = typer.Argument(..., help="A run directory or a model .np
 
 @app.command()
 @user_errors
-def benchmark(file: Path = typer.Argument(..., help="The model file."),
+def benchmark(file: Path = ModelFile,
               batch_size: int = typer.Option(64, "--batch-size", min=1, help="Samples per step."),
               iterations: int = typer.Option(20, "--iterations", min=1, help="Timed training steps."),
               as_json: bool = typer.Option(False, "--json", help="Print the timings as JSON."),
@@ -181,7 +236,7 @@ def benchmark(file: Path = typer.Argument(..., help="The model file."),
 
 @app.command()
 @user_errors
-def sweep(file: Path = typer.Argument(..., help="The model file."),
+def sweep(file: Path = ModelFile,
           sweep_file: Optional[Path] = typer.Option(None, "--sweep", help="Take the sweep from this file."),
           out: Optional[Path] = typer.Option(None, "--out", help="Sweep directory; an existing one is continued.",
                                              show_default="runs/<name>/sweep-<time>/"),
@@ -226,7 +281,7 @@ def plot(path: Path = typer.Argument(..., help="A run or sweep directory.")):
 
 @app.command()
 @user_errors
-def draw(file: Path = typer.Argument(..., help="The model file."),
+def draw(file: Path = ModelFile,
          out: Optional[Path] = typer.Option(None, "--out", help="The file to write; its extension (.png, .svg, "
                                             ".md or .mmd) sets the format.", show_default="<name>.png"),
          format_: Optional[str] = typer.Option(None, "--format", help="png, svg or mermaid (printed unless --out).",

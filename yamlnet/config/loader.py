@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from yamlnet.config.builtin import builtin_path
 from yamlnet.errors import ConfigError
 
 MAX_FILE_BYTES = 1 << 20
@@ -156,9 +157,13 @@ def describe_path(path: PathKey, data: Any = None) -> str:
 
 
 def load_document(source: str | os.PathLike | Mapping) -> Document:
-    """Load a model from a path, a YAML string or a dict (already-parsed data)."""
+    """Load a model from a path, a built-in model's name (``simple``), a YAML string or a dict
+    (already-parsed data)."""
     if isinstance(source, Mapping):
         return Document(data=_plain(source))
+    builtin = builtin_path(source)
+    if builtin is not None:
+        return load_file(builtin)
     if isinstance(source, os.PathLike) or (isinstance(source, str) and _looks_like_path(source)):
         return load_file(source)
     if isinstance(source, str):
