@@ -78,3 +78,13 @@ def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "yamlnet", "summary", SIMPLE, "--json"], capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout)["total_params"] == 2698
+
+
+def test_data_prints_the_facts_and_draws_the_grid(run, tmp_path):
+    result = run("data", SIMPLE, "--out", str(tmp_path / "grid.png"), "--augmented",
+                 "--set", "data.augment={shift: 1}")
+    assert "data set: digits    images: 8 × 8 × 1    classes: 10" in result.output
+    assert "total" in result.output and (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    facts = json.loads(run("data", SIMPLE, "--json").output)
+    assert sum(facts["counts"]["training"]) + sum(facts["counts"]["validation"]) == 1797
+    assert facts["raw_range"] == [0.0, 16.0] and facts["classes"][0] == "0"

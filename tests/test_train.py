@@ -167,8 +167,8 @@ def test_cli_train_evaluate_predict(tmp_path):
     predicted = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "in.npz")])
     assert predicted.stderr == f"model: {run_dir / 'checkpoints' / 'best.npz'}\n"  # which checkpoint answered
     csv = predicted.stdout.splitlines()
-    assert csv[0] == "index,predicted," + ",".join(f"p{k}" for k in range(10)) and len(csv) == 8
-    assert abs(sum(float(p) for p in csv[1].split(",")[2:]) - 1) < 1e-4
+    assert csv[0] == "index,predicted,class," + ",".join(str(k) for k in range(10)) and len(csv) == 8
+    assert abs(sum(float(p) for p in csv[1].split(",")[3:]) - 1) < 1e-4
     assert runner.invoke(app, ["evaluate", str(run_dir), "--data", str(tmp_path / "in.npz")]).exit_code == 0
     result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "nothing.npz")])
     assert result.exit_code == 2 and "no such input file" in result.output
@@ -204,7 +204,8 @@ def test_evaluate_on_the_test_set_and_plot_at_the_end(tmp_path):
 
 
 def test_normalization_travels_with_the_weights(tmp_path):
-    result = train(with_training(epochs=1), out=tmp_path / "run")
+    result = train({**with_training(epochs=1), "data": {**SMALL["data"], "normalization": "scale"}},
+                   out=tmp_path / "run")
     model = yamlnet.load_model(result.run_dir / "checkpoints" / "best.npz")
     shift, scale = model.normalization
     assert shift.shape == (1,) and shift[0] == 0 and scale[0] == 16  # digits: 0..16, scaled to 0..1

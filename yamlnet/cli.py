@@ -206,17 +206,38 @@ def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .n
 @app.command()
 @user_errors
 def predict(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
-            inputs: Path = typer.Argument(..., help="An .npz whose array x holds the images."),
+            inputs: List[Path] = typer.Argument(..., help="Images: .npz files (array x), image files, folders."),
+            top: Optional[int] = typer.Option(None, "--top", min=1, help="Print the K best classes per image."),
             out: Optional[Path] = typer.Option(None, "--out", help="Write the CSV here instead of stdout.")):
     """Predicted class and class probabilities for each image, as CSV."""
-    from yamlnet.evaluate import predict_file, to_csv
+    from yamlnet.evaluate import predict_inputs, to_csv
 
-    text = to_csv(predict_file(run, inputs))
+    text = to_csv(*predict_inputs(run, inputs), top=top)
     _say_which_checkpoint(run)
     if out is None:
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+@app.command("data")
+@user_errors
+def data_(file: Path = ModelFile,
+          out: Optional[Path] = typer.Option(None, "--out", help="Write a grid of sample images to this PNG.",
+                                             show_default="<name>_data.png"),
+          augmented: bool = typer.Option(False, "--augmented", help="Show the images augmented, as training will."),
+          as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON (no picture)."),
+          set_: Optional[List[str]] = SetOption):
+    """A look at the data: images per class in each part, image size, values before and after
+    normalization, and a grid of sample images with their class names."""
+    from yamlnet.dataview import describe, grid, render
+
+    facts, config, splits = describe(file, set_ or ())
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    typer.echo(render(facts))
+    typer.echo(str(grid(config, splits, out or Path(f"{config['name']}_data.png"), augmented)))
 
 
 @app.command()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
 import numpy as np
 
 BATCH = 512  # samples gathered from the data at a time (the model then runs them in smaller batches)
@@ -84,16 +88,52 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
         x, y = check_arrays(x, y, model.input_shape, model.output_shape[0], DATASETS["npz"], str(data),
                             model.dtype)
         x = (x - shift) / scale
-    return report(predict(model, x), y)
+    return {**report(predict(model, x), y), "classes": model.classes}
+
+def predict_file(path, inputs, *, x_key: str = "x") -> np.ndarray:
+    """Class probabilities (N, n_classes) of a trained model for ``inputs``: an .npz (its array
+    ``x_key``), an image file, a folder of images, or a list of them (see ``predict_inputs``)."""
+    return predict_inputs(path, inputs if isinstance(inputs, (list, tuple)) else [inputs], x_key=x_key)[2]
 
 
-def predict_file(path, inputs: str, *, x_key: str = "x") -> np.ndarray:
-    """Class probabilities (N, n_classes) of a trained model for the images ``x_key`` of ``inputs``."""
+def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], np.ndarray]:
+    """(names, class names, probabilities (N, n_classes)) of a trained model for every image of
+    ``inputs``: .npz files (array ``x_key``), image files and folders of images (recursively).
+    Images go through the training pipeline: converted, resized, normalized. A name is the
+    image's path, or the row's index when the one input is an .npz (``file.npz[i]`` among others)."""
+    from yamlnet.data.folder import IMAGE_SUFFIXES, image_files, read_image
+    from yamlnet.errors import DataError
+
+    model, shift, scale = load_trained(path)
+    resize = model.config["data"].get("resize", "bilinear")
+    names, batches = [], []
+    for item in map(Path, inputs):
+        if item.is_dir() or item.suffix.lower() in IMAGE_SUFFIXES:
+            files = image_files(item) if item.is_dir() else [item]
+            if not files:
+                raise DataError("holds no images (PNG, JPEG, BMP, GIF, TIFF)", file=str(item))
+            if not item.is_dir() and not item.is_file():
+                raise DataError("no such image file", file=str(item))
+            batches.append(np.stack([read_image(file, model.input_shape, resize) for file in files]))
+            names += [str(file) for file in files]
+        elif item.suffix.lower() == ".npz" or not item.exists():
+            x = _npz_images(item, model, x_key)
+            batches.append(x)
+            names += list(range(len(x))) if len(inputs) == 1 else [f"{item}[{i}]" for i in range(len(x))]
+        else:
+            raise DataError("is neither an .npz nor an image (PNG, JPEG, BMP, GIF, TIFF), nor a folder of images",
+                            file=str(item))
+    x = np.concatenate(batches).astype(model.dtype)
+    if not np.all(np.isfinite(x)):
+        raise DataError("holds NaN or infinity", file=str(inputs[0]))
+    return names, model.classes, predict(model, (x - shift) / scale)
+
+
+def _npz_images(item: Path, model, x_key: str) -> np.ndarray:
     from yamlnet.errors import DataError
     from yamlnet.npzio import read_arrays
 
-    model, shift, scale = load_trained(path)
-    x, = read_arrays(inputs, (x_key,), "input file")
+    x, = read_arrays(item, (x_key,), "input file")
     if x.ndim == len(model.input_shape) and x.shape == model.input_shape or (
             x.ndim == 2 and model.input_shape[-1] == 1 and x.shape == model.input_shape[:2]):
         x = x[None]  # a single image
@@ -101,28 +141,41 @@ def predict_file(path, inputs: str, *, x_key: str = "x") -> np.ndarray:
         x = x[..., None]
     if x.shape[1:] != model.input_shape or not np.issubdtype(x.dtype, np.number):
         raise DataError(f"images are {x.shape[1:]} ({x.dtype}) but the model takes {model.input_shape}",
-                        file=str(inputs))
-    x = x.astype(model.dtype)
-    if not np.all(np.isfinite(x)):
-        raise DataError("holds NaN or infinity", file=str(inputs))
-    return predict(model, (x - shift) / scale)
+                        file=str(item))
+    return x
 
 
-def to_csv(probs: np.ndarray) -> str:
-    """One row per image: index, predicted class, then the probability of each class."""
-    header = "index,predicted," + ",".join(f"p{k}" for k in range(probs.shape[1]))
-    rows = [f"{i},{int(row.argmax())}," + ",".join(f"{p:.6f}" for p in row) for i, row in enumerate(probs)]
-    return "\n".join([header, *rows]) + "\n"
+def to_csv(names: list, classes: list[str], probs: np.ndarray, top: int | None = None) -> str:
+    """One row per image: its name, predicted class index and name, then each class's probability
+    (columns named by class); with ``top``, instead ``top`` rows per image: rank, class, probability."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    first = "index" if names and isinstance(names[0], int) else "file"
+    if top:
+        writer.writerow([first, "rank", "class", "probability"])
+        for name, row in zip(names, probs):
+            for rank, k in enumerate(np.argsort(-row, kind="stable")[:top], start=1):
+                writer.writerow([name, rank, classes[k], f"{row[k]:.6f}"])
+    else:
+        writer.writerow([first, "predicted", "class", *classes])
+        for name, row in zip(names, probs):
+            k = int(row.argmax())
+            writer.writerow([name, k, classes[k], *(f"{p:.6f}" for p in row)])
+    return out.getvalue()
 
 
 def render_report(report: dict) -> str:
     n = len(report["confusion"])
+    classes = report.get("classes") or [str(k) for k in range(n)]
     width = max(5, len(str(max(max(row) for row in report["confusion"]))) + 1)
+    label = max(5, *(len(name) for name in classes))
     lines = [f"samples: {report['samples']}   loss: {report['loss']:.4f}   accuracy: {report['accuracy']:.4f}", "",
-             "class  precision  recall"]
+             f"{'class':<{label}}  precision  recall"]
     fmt = lambda v: "     -" if v is None else f"{v:6.4f}"  # noqa: E731
-    lines += [f"{k:>5}  {fmt(p):>9}  {fmt(r):>6}" for k, (p, r) in enumerate(zip(report["precision"], report["recall"]))]
-    lines += ["", "confusion matrix (rows: true class, columns: predicted)",
-              "     " + "".join(f"{k:>{width}}" for k in range(n))]
-    lines += [f"{k:>5}" + "".join(f"{v:>{width}}" for v in row) for k, row in enumerate(report["confusion"])]
+    lines += [f"{name:<{label}}  {fmt(p):>9}  {fmt(r):>6}"
+              for name, p, r in zip(classes, report["precision"], report["recall"])]
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class, by index)",
+              " " * (label + 5) + "".join(f"{k:>{width}}" for k in range(n))]
+    lines += [f"{name:<{label}} {k:>3} " + "".join(f"{v:>{width}}" for v in row)
+              for k, (name, row) in enumerate(zip(classes, report["confusion"]))]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ import numpy as np
 
 from yamlnet import kernels, parallel
 from yamlnet.config import Document, resolve
-from yamlnet.data import DATASETS
+from yamlnet.data import DATASETS, FASHION_MNIST
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.graph import INPUT, Graph, resolve_inputs, run_backward, run_forward
 from yamlnet.layers import LAYERS, Layer
@@ -78,6 +78,11 @@ def check_classifier(config: dict, layers: list[Layer], document: Document | Non
         raise document.error(("layers", last), f"the model ends in a volume {shape_text(output)}; a classifier "
                              f"ends in a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
     dataset = DATASETS[config["data"]["dataset"]]
+    names = config["data"].get("classes")
+    names = FASHION_MNIST if names == "fashion_mnist" else names
+    if names and len(names) != output[0]:
+        raise document.error(("data", "classes"), f"names {len(names)} classes but the model has {output[0]} "
+                                                  f"outputs", kind=ShapeError)
     if dataset.image_shape and tuple(config["input"]) != dataset.image_shape:
         raise document.error(("input",), f"the {dataset.name} data set's images are "
                              f"{shape_text(dataset.image_shape)}, not {shape_text(config['input'])}", kind=ShapeError)
@@ -158,6 +163,8 @@ class Model:
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
         #: ``forward``; training sets them from its data, save and load keep them with the weights.
         self.normalization = (np.zeros(n_c, self.dtype), np.ones(n_c, self.dtype))
+        #: class k's name; training sets them from its data (folder names, data.classes, …)
+        self.classes: list[str] = [str(k) for k in range(self.output_shape[0])] if len(self.output_shape) == 1 else []
 
     # -- math ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -288,6 +295,7 @@ class Model:
         arrays = {f"params/{key}": value for key, value in self.parameters().items()}
         arrays.update({f"state/{key}": value for key, value in self.states().items()})
         arrays["normalization/shift"], arrays["normalization/scale"] = self.normalization
+        arrays["__classes__"] = np.array(self.classes, dtype=str)
         arrays["__config__"] = np.array(json.dumps(self.config))
         arrays["__format__"] = np.array(FORMAT)
         return arrays
@@ -314,6 +322,12 @@ class Model:
                            and key[len(prefix):] not in expected)
             if extra:
                 raise DataError(f"holds {what} the model does not have: {', '.join(extra)}", file=file)
+        if "__classes__" in arrays:
+            classes = arrays["__classes__"]
+            if classes.dtype.kind != "U" or classes.shape != (len(self.classes),):
+                raise DataError(f"class names must be {len(self.classes)} strings, got {classes.dtype} "
+                                f"{classes.shape}", file=file)
+            self.classes = [str(name) for name in classes]
         if "normalization/shift" in arrays:
             shift, scale = arrays["normalization/shift"], arrays.get("normalization/scale")
             expected_shape = self.normalization[0].shape

@@ -54,14 +54,15 @@ def _kind_of(path: Path) -> str:
         return "an unknown binary file"
 
 
-def read_arrays(path: str | os.PathLike, keys, what: str = "file") -> list[np.ndarray]:
-    """The arrays ``keys`` of an ``.npz`` (read as ``read_npz`` does), naming what it holds when one is missing."""
+def read_arrays(path: str | os.PathLike, keys, what: str = "file", optional=()) -> list[np.ndarray | None]:
+    """The arrays ``keys`` of an ``.npz`` (read as ``read_npz`` does), naming what it holds when one is
+    missing; then the ``optional`` ones, None where absent."""
     arrays = read_npz(path, what)
     for key in keys:
         if key not in arrays:
             raise DataError(f"has no array '{key}'; it holds {', '.join(sorted(arrays)) or 'nothing'}",
                             file=str(path))
-    return [arrays[key] for key in keys]
+    return [arrays[key] for key in keys] + [arrays.get(key) for key in optional]
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

@@ -85,7 +85,7 @@ def confusion(run_dir: Path) -> Path:
     plt = _pyplot()
     report = evaluate(run_dir)
     matrix = np.array(report["confusion"])
-    figure, axis = plt.subplots(figsize=(6, 5))
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image)
     for (i, j), value in np.ndenumerate(matrix):
@@ -94,8 +94,8 @@ def confusion(run_dir: Path) -> Path:
                       color="white" if value > matrix.max() / 2 else "black")
     axis.set_xlabel("predicted class")
     axis.set_ylabel("true class")
-    axis.set_xticks(range(len(matrix)))
-    axis.set_yticks(range(len(matrix)))
+    axis.set_xticks(range(len(matrix)), report["classes"], rotation=45, ha="right", fontsize=7)
+    axis.set_yticks(range(len(matrix)), report["classes"], fontsize=7)
     axis.set_title(f"confusion matrix, validation part (accuracy {report['accuracy']:.4f})")
     return _save(figure, run_dir / "confusion.png")
 

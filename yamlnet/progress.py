@@ -104,3 +104,23 @@ def make_reporter(quiet: bool) -> Reporter:
 
     console = Console()
     return RichReporter(console) if console.is_terminal else PlainReporter()
+
+
+def track(items: list, description: str):
+    """Yield ``items``; on a terminal, a progress bar appears once this has taken more than half a
+    second (reading a folder of images), and is gone when it ends."""
+    started, progress, task = time.perf_counter(), None, None
+    try:
+        for done, item in enumerate(items):
+            if progress is None and done and time.perf_counter() - started > 0.5 and sys.stderr.isatty():
+                from rich.console import Console
+                from rich.progress import Progress
+                progress = Progress(console=Console(stderr=True), transient=True)
+                progress.start()
+                task = progress.add_task(description, total=len(items), completed=done)
+            if progress is not None:
+                progress.update(task, completed=done)
+            yield item
+    finally:
+        if progress is not None:
+            progress.stop()

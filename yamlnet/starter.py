@@ -91,6 +91,8 @@ def _starter(name: str, modeline: str, dataset: str, data_path: str | None) -> s
         "data:",
         *data,
         "  validation_split: 0.2          # held out to measure accuracy on images not trained on",
+        *(["  augment: {flip: none, shift: 0}   # e.g. {flip: horizontal, shift: 2}: more variety, same classes"]
+          if dataset == "folder" else []),
         "training:",
         "  epochs: 10",
         "  batch_size: 32",
@@ -111,5 +113,27 @@ def _known_shape(dataset: str, data_path: str | None) -> tuple[int, int, int, in
         if x.ndim not in (3, 4) or y.ndim != 1 or not len(y):
             raise DataError("needs arrays x (N, H, W) or (N, H, W, C) and y (N,)", file=data_path)
         return (*x.shape[1:3], x.shape[3] if x.ndim == 4 else 1, int(np.max(y)) + 1)
-    from yamlnet.data import DATASETS
-    return DATASETS[dataset].starter_shape(data_path)
+    return _folder_shape(Path(data_path))
+
+
+def _folder_shape(folder: Path, largest: int = 64) -> tuple[int, int, int, int]:
+    """A folder of class folders: the most common size among a sample of its images (the longer side
+    at most ``largest``), RGB if any of them is in colour, and the number of classes."""
+    from collections import Counter
+
+    from PIL import Image
+
+    from yamlnet.data.folder import class_folders, image_files
+
+    classes = class_folders(folder)
+    sample = [path for files in map(image_files, classes) for path in files[:10]]
+    if not sample:
+        raise DataError("holds no images (PNG, JPEG, BMP, GIF, TIFF) in its class folders", file=str(folder))
+    sizes, channels = Counter(), 1
+    for path in sample:
+        with Image.open(path) as image:
+            sizes[image.size] += 1
+            channels = max(channels, 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3)
+    (width, height), _ = sizes.most_common(1)[0]
+    shrink = max(1.0, max(width, height) / largest)
+    return max(1, round(height / shrink)), max(1, round(width / shrink)), channels, len(classes)

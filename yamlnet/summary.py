@@ -103,7 +103,7 @@ def training_memory(config: dict, layers: list[Layer]) -> list[tuple[int, str]]:
     Counts each layer's weights, gradients and optimizer state; its output and the gradient of it
     for the whole batch (outputs kept for later readers are among them), and one more gradient per
     extra reader; a conv's im2col columns and input-gradient buffers. The data set is counted apart
-    (the last entry) where its size is known before loading: generated shapes.
+    (the last entry) where its size is known before loading: generated shapes, a folder's images.
     """
     from yamlnet.kernels import MAX_COLS_BYTES
 
@@ -128,5 +128,9 @@ def training_memory(config: dict, layers: list[Layer]) -> list[tuple[int, str]]:
     if data["dataset"] == "shapes":
         count = data["n_samples"] + data["n_test"]
         estimates.append((count * _elements(config["input"]) * 4, f"{count:,} generated images"))
+    elif data["dataset"] == "folder":
+        from yamlnet.data.folder import count_images
+        count = count_images(data)
+        estimates.append((count * _elements(config["input"]) * 4, f"{count:,} decoded images"))
     return estimates
 

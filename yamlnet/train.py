@@ -20,6 +20,7 @@ import numpy as np
 from yamlnet import runs
 from yamlnet.config import resolve
 from yamlnet.data import load_data
+from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.model import Model, check_classifier
@@ -45,6 +46,7 @@ class LoopState:
     bad_epochs: int = 0
     shuffle_rng: dict = field(default_factory=dict)
     model_rng: dict = field(default_factory=dict)
+    augment_rng: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -132,8 +134,11 @@ class _Trainer:
             message = f"{error.file}: {error.message}" if error.file else error.message
             raise document.error(error.config_key, message, kind=DataError) from None
         self.model.normalization = (self.data.shift, self.data.scale)
+        self.model.classes = self.data.classes
         self.optimizer = OPTIMIZERS[self.training["optimizer"]](self.model.parameters(), self.training)
         self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
+        self.augment = Augmenter(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]))
+        self.n_batches = math.ceil(len(self.data.train) / self.training["batch_size"])
         self.state = LoopState()
         self.order: np.ndarray | None = None
         stopping = self.training["early_stopping"]
@@ -159,6 +164,7 @@ class _Trainer:
     def _save_last(self) -> None:
         self.state.shuffle_rng = self.shuffle_rng.bit_generator.state
         self.state.model_rng = self.model.rng.bit_generator.state
+        self.state.augment_rng = self.augment.rng.bit_generator.state
         runs.save_checkpoint(self.run_dir / runs.LAST, self._checkpoint_arrays(), vars(self.state))
 
     def _restore(self) -> None:
@@ -174,6 +180,8 @@ class _Trainer:
             self.state = LoopState(**state)
             self.shuffle_rng.bit_generator.state = self.state.shuffle_rng
             self.model.rng.bit_generator.state = self.state.model_rng
+            if self.state.augment_rng:  # (absent in checkpoints of runs from before augmentation)
+                self.augment.rng.bit_generator.state = self.state.augment_rng
         except (TypeError, ValueError, KeyError):
             raise DataError("holds a loop state from another version of yamlnet or another program",
                             file=str(path)) from None
@@ -184,56 +192,56 @@ class _Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Epochs of batches until the last epoch or early stopping; Ctrl-C stops after a batch."""
         if (self.run_dir / runs.SUMMARY).is_file() and self.state.batch == 0:
-            result = self._result(interrupted=False)
-            result.already_finished = True
-            return result
-        epochs, batch_size = self.training["epochs"], self.training["batch_size"]
-        x, y, train_idx = self.data.x, self.data.y, self.data.train
-        n_batches = math.ceil(len(train_idx) / batch_size)
+            return self._result(interrupted=False, already_finished=True)
         interrupted = False
-        # Overflow is caught below as a non-finite loss, with a message better than NumPy's warnings.
+        # Overflow is caught as a non-finite loss (_train_batch), with a message better than NumPy's warnings.
         with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while self.state.epoch < epochs and not self._should_stop():
-                epoch = self.state.epoch
-                learning_rate = learning_rate_at(self.training, epoch)
-                if self.state.batch == 0:
-                    self.order = (self.shuffle_rng.permutation(train_idx) if self.config["data"]["shuffle"]
-                                  else train_idx)
-                self.reporter.start_epoch(epoch + 1, epochs, n_batches, self.state.batch)
-                started = time.perf_counter()
-                samples_then = self.state.seen
-                while self.state.batch < n_batches:
-                    if stop.requested:
-                        break
-                    index = self.order[self.state.batch * batch_size:(self.state.batch + 1) * batch_size]
-                    labels = y[index]
-                    loss, probs = self.model.train_step_forward(x[index], labels)
-                    if not math.isfinite(loss):
-                        raise TrainingError(
-                            f"the loss became {loss} in epoch {epoch + 1}, batch {self.state.batch + 1}; try a "
-                            f"smaller learning_rate (now {learning_rate:g}). {runs.LAST} keeps the last good "
-                            f"weights", file=str(self.run_dir))
-                    self.optimizer.step(self.model.gradients(), learning_rate)
-                    self.state.batch += 1
-                    self.state.loss_sum += loss * len(index)
-                    self.state.correct += int(np.sum(probs.argmax(axis=1) == labels))
-                    self.state.seen += len(index)
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    self.reporter.batch(self.state.batch, self.state.loss_sum / self.state.seen,
-                                        self.state.correct / self.state.seen,
-                                        (self.state.seen - samples_then) / elapsed)
+            while self.state.epoch < self.training["epochs"] and not self._should_stop():
+                learning_rate, started, seen_before = self._start_epoch()
+                while self.state.batch < self.n_batches and not stop.requested:
+                    self._train_batch(learning_rate, started, seen_before)
                 if stop.requested:
-                    self._save_last()
-                    interrupted = True
-                    self.reporter.message(f"interrupted in epoch {epoch + 1}; checkpoint written. "
-                                          f"Resume with: yamlnet train --resume {self.run_dir}")
+                    interrupted = self._interrupt()
                     break
                 self._end_epoch(learning_rate, time.perf_counter() - started)
         result = self._result(interrupted)
         if not interrupted:
             self._write_summary(result)
         return result
+
+    def _start_epoch(self) -> tuple[float, float, int]:
+        """The epoch's learning rate and order of samples (unless resuming mid-epoch)."""
+        if self.state.batch == 0:
+            train = self.data.train
+            self.order = self.shuffle_rng.permutation(train) if self.config["data"]["shuffle"] else train
+        self.reporter.start_epoch(self.state.epoch + 1, self.training["epochs"], self.n_batches, self.state.batch)
+        return learning_rate_at(self.training, self.state.epoch), time.perf_counter(), self.state.seen
+
+    def _train_batch(self, learning_rate: float, started: float, seen_before: int) -> None:
+        """One gradient step on the next batch, augmented as ``data.augment`` says."""
+        batch_size, state = self.training["batch_size"], self.state
+        index = self.order[state.batch * batch_size:(state.batch + 1) * batch_size]
+        labels = self.data.y[index]
+        loss, probs = self.model.train_step_forward(self.augment(self.data.x[index]), labels)
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} in epoch {state.epoch + 1}, batch {state.batch + 1}; try a "
+                                f"smaller learning_rate (now {learning_rate:g}). {runs.LAST} keeps the last good "
+                                f"weights", file=str(self.run_dir))
+        self.optimizer.step(self.model.gradients(), learning_rate)
+        state.batch += 1
+        state.loss_sum += loss * len(index)
+        state.correct += int(np.sum(probs.argmax(axis=1) == labels))
+        state.seen += len(index)
+        rate = (state.seen - seen_before) / max(time.perf_counter() - started, 1e-9)
+        self.reporter.batch(state.batch, state.loss_sum / state.seen, state.correct / state.seen, rate)
+
+    def _interrupt(self) -> bool:
+        self._save_last()
+        self.reporter.message(f"interrupted in epoch {self.state.epoch + 1}; checkpoint written. "
+                              f"Resume with: yamlnet train --resume {self.run_dir}")
+        return True
 
     def _end_epoch(self, learning_rate: float, seconds: float) -> None:
         state = self.state
@@ -265,9 +273,9 @@ class _Trainer:
             return True
         return False
 
-    def _result(self, interrupted: bool) -> TrainResult:
+    def _result(self, interrupted: bool, already_finished: bool = False) -> TrainResult:
         return TrainResult(self.run_dir, list(self.metrics), self.state.best_epoch, self.metric,
-                           self.state.best, interrupted)
+                           self.state.best, interrupted, already_finished)
 
     def _write_summary(self, result: TrainResult) -> None:
         lines = [render(self.config, self.model.layers), ""]

@@ -28,7 +28,7 @@ def test_digits_ship_with_the_package():
 
 
 def test_split_and_scale_use_the_training_part_only():
-    splits = load(config_for({"dataset": "digits", "validation_split": 0.2}))
+    splits = load(config_for({"dataset": "digits", "validation_split": 0.2, "normalization": "scale"}))
     assert len(splits.train) + len(splits.val) == 1797 and len(splits.val) == 359
     assert not set(splits.train) & set(splits.val)
     assert splits.x[splits.train].min() == 0 and splits.x[splits.train].max() == 1

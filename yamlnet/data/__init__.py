@@ -19,21 +19,23 @@ from yamlnet.errors import DataError
 @dataclass
 class Dataset:
     name: str
-    load: Callable  # (data_config, input_shape, seed) -> (x, y, x_test | None, y_test | None)
+    #: (data_config, input_shape, seed) -> (x, y, x_test | None, y_test | None[, class names found in the data])
+    load: Callable
     keys: dict  # JSON Schema properties of the keys only this data set uses
     required: tuple[str, ...]
     n_classes: int | None  # None: taken from the labels
     description: str
     image_shape: tuple[int, int, int] | None = None  # (n_H, n_W, n_C) when fixed by the data set
+    classes: tuple[str, ...] | None = None  # the class names, when the data set fixes them
 
 
 DATASETS: dict[str, Dataset] = {}
 
 
-def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (),
-                     n_classes: int | None = None, description: str = "", image_shape: tuple | None = None):
+def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (), n_classes: int | None = None,
+                     description: str = "", image_shape: tuple | None = None, classes: tuple | None = None):
     def decorate(load):
-        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description, image_shape)
+        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description, image_shape, classes)
         return load
     return decorate
 
@@ -42,15 +44,36 @@ COMMON_KEYS = {
     "dataset": {"default": "digits", "description": "which data set (see the list below)"},
     "validation_split": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2,
                          "description": "share of the training data held out for validation"},
-    "normalization": {"enum": ["scale", "standardize", "none"], "default": "scale",
-                      "description": "scale: to 0..1 by the training part's min and max; "
-                                     "standardize: per channel, the training part's mean and std"},
+    "normalization": {"enum": ["standardize", "scale", "none"], "default": "standardize",
+                      "description": "standardize: per channel, by the training part's mean and std; "
+                                     "scale: to 0..1 by its min and max; none: raw values"},
     "shuffle": {"type": "boolean", "default": True, "description": "reshuffle the training part every epoch"},
+    "classes": {"anyOf": [{"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                          {"enum": ["fashion_mnist"]}],
+                "x-expected": "a list of class names, or fashion_mnist",
+                "description": "the class names, in label order (one per output); fashion_mnist: "
+                               "Fashion-MNIST's ten; default: the data set's own, else 0, 1, …"},
+    "augment": {
+        "type": "object", "additionalProperties": False, "default": {}, "x-example": "{flip: horizontal, shift: 2}",
+        "description": "random changes to the training images, afresh every epoch, drawn from the seed",
+        "properties": {
+            "flip": {"enum": ["none", "horizontal", "vertical", "both"], "default": "none",
+                     "description": "mirror each image with probability 1/2 (both: each axis on its own)"},
+            "shift": {"type": "integer", "minimum": 0, "default": 0,
+                      "description": "move each image by up to this many pixels each way, filling with 0"},
+            "noise": {"type": "number", "minimum": 0, "default": 0.0,
+                      "description": "add Gaussian noise of this σ (in normalized units)"},
+        },
+    },
 }
+
+FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot")
 
 
 PATH_KEY = {"type": "string", "minLength": 1,
-            "description": "npz: the .npz file; mnist: the folder holding the four IDX files"}
+            "description": "npz: the .npz file; mnist: the folder holding the four IDX files; folder: the "
+                           "folder with one sub-folder per class"}
 
 
 @dataclass
@@ -68,6 +91,7 @@ class DataSplits:
     y_test: np.ndarray | None
     shift: np.ndarray  # normalized = (raw − shift) / scale, per channel (n_C,)
     scale: np.ndarray
+    classes: list[str]  # class k's name
 
 
 def load_data(config: dict, n_classes: int, *, dtype=np.float32) -> DataSplits:
@@ -94,7 +118,8 @@ def _load_data(config: dict, n_classes: int, dtype) -> DataSplits:
     dataset = DATASETS[data["dataset"]]
     input_shape = tuple(config["input"])
     seed = config["training"]["seed"]
-    x, y, x_test, y_test = dataset.load(data, input_shape, seed)
+    x, y, x_test, y_test, *found = dataset.load(data, input_shape, seed)
+    classes = class_names(data, n_classes, found[0] if found else None)
     x, y = check_arrays(x, y, input_shape, n_classes, dataset, "data", dtype)
     if x_test is not None:
         x_test, y_test = check_arrays(x_test, y_test, input_shape, n_classes, dataset, "test data", dtype)
@@ -111,7 +136,20 @@ def _load_data(config: dict, n_classes: int, dtype) -> DataSplits:
         if array is not None:
             array -= shift
             array /= scale
-    return DataSplits(x, y, train, val, x_test, y_test, shift.astype(dtype), scale.astype(dtype))
+    return DataSplits(x, y, train, val, x_test, y_test, shift.astype(dtype), scale.astype(dtype), classes)
+
+
+def class_names(data: dict, n_classes: int, found: list[str] | None = None) -> list[str]:
+    """Class k's name for every k: ``data.classes``, else what the data holds (folder names, an
+    npz's ``classes`` array), else the data set's own, else ``0``, ``1``, …"""
+    given = data.get("classes")
+    names = list(FASHION_MNIST) if given == "fashion_mnist" else given or found or DATASETS[data["dataset"]].classes
+    names = [str(name) for name in names] if names else [str(k) for k in range(n_classes)]
+    if len(names) != n_classes:
+        where = "data.classes names" if given else "the data holds"
+        raise DataError(f"{where} {len(names)} classes ({', '.join(names[:12])}) but the model has {n_classes} "
+                        f"outputs", config_key=("data", "classes") if given else None)
+    return names
 
 
 def check_arrays(x, y, input_shape, n_classes, dataset: Dataset, what: str, dtype):
@@ -169,4 +207,4 @@ def normalization(x: np.ndarray, train: np.ndarray, method: str) -> tuple[np.nda
 
 
 # Registration order is the order of the schema's enum: fixed here, whatever is imported first.
-from yamlnet.data import digits, shapes, npz, mnist  # noqa: E402, F401
+from yamlnet.data import digits, shapes, npz, mnist, folder  # noqa: E402, F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from yamlnet.data import PATH_KEY, register_dataset
+from yamlnet.errors import DataError
 from yamlnet.npzio import read_arrays
 
 
@@ -17,8 +18,11 @@ def read_xy(path, x_key: str, y_key: str):
     "test_path": {"type": "string", "minLength": 1, "description": "npz: an optional separate test file, same keys"},
 })
 def load_npz(data, input_shape, seed):
-    x, y = read_xy(data["path"], data["x_key"], data["y_key"])
+    x, y, classes = read_arrays(data["path"], (data["x_key"], data["y_key"]), "data file", optional=("classes",))
     x_test = y_test = None
     if data.get("test_path"):
         x_test, y_test = read_xy(data["test_path"], data["x_key"], data["y_key"])
-    return x, y, x_test, y_test
+    if classes is not None and (classes.ndim != 1 or classes.dtype.kind not in "US"):
+        raise DataError(f"array 'classes' must be a 1-D array of strings, got {classes.dtype} {classes.shape}",
+                        file=str(data["path"]))
+    return x, y, x_test, y_test, None if classes is None else [str(name) for name in classes]

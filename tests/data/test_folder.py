@@ -1,0 +1,144 @@
+"""folder: a user's own images, one sub-folder per class; predict on image files and folders."""
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from yamlnet.cli import app
+from yamlnet.config import load_config
+from yamlnet.data import load_data
+from yamlnet.errors import DataError
+from yamlnet.train import train
+
+
+def picture(kind: int, size=(12, 12), rgb=True, seed=0) -> Image.Image:
+    """A figure of class ``kind``: 0 a vertical bar, 1 a horizontal bar, 2 a square, over noise."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    pixels = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+    colour = rng.integers(150, 256, 3)
+    r, c = rng.integers(1, h // 3), rng.integers(1, w // 3)
+    if kind == 0:
+        pixels[r:r + h // 2, c + 2:c + 4] = colour
+    elif kind == 1:
+        pixels[r + 2:r + 4, c:c + w // 2] = colour
+    else:
+        pixels[r:r + h // 2, c:c + w // 2] = colour
+    image = Image.fromarray(pixels)
+    return image if rgb else image.convert("L")
+
+
+def make_folder(root, counts=(30, 30, 30), names=("bar", "line", "square")):
+    for kind, (name, count) in enumerate(zip(names, counts)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            suffix = (".png", ".jpg", ".bmp")[i % 3]
+            size = (12, 12) if i % 4 else (16, 14)  # some of another size: resized
+            picture(kind, size, rgb=i % 5 != 0, seed=kind * 1000 + i).save(root / name / f"img{i}{suffix}")
+    (root / names[0] / ".DS_Store").write_bytes(b"\0\1junk")
+    (root / names[0] / "README.txt").write_text("not an image")
+    return root
+
+
+def config_for(root, **data):
+    return load_config({"name": "f", "input": [12, 12, 3], "layers": [
+        {"type": "conv2d", "filters": 6, "size": 3, "padding": "same", "activation": "relu"},
+        {"type": "maxpool2d", "size": 2}, {"type": "dense", "units": 3}, {"type": "softmax"}],
+        "data": {"dataset": "folder", "path": str(root), **data},
+        "training": {"epochs": 12, "batch_size": 16, "learning_rate": 0.05, "optimizer": "momentum"}})
+
+
+def test_a_folder_of_class_folders_is_a_data_set(tmp_path):
+    root = make_folder(tmp_path / "images")
+    splits = load_data(config_for(root), 3)
+    assert splits.classes == ["bar", "line", "square"] and len(splits.y) == 90
+    assert splits.x.shape == (90, 12, 12, 3) and np.bincount(splits.y).tolist() == [30, 30, 30]
+    grey = load_data(load_config({**config_for(root), "input": [12, 12, 1]}), 3)
+    assert grey.x.shape == (90, 12, 12, 1)
+
+
+def test_it_trains_and_predict_names_files_and_classes(tmp_path):
+    root = make_folder(tmp_path / "images")
+    result = train(config_for(root), out=tmp_path / "run")
+    assert result.final["val_accuracy"] >= 0.9
+    new = tmp_path / "new"
+    new.mkdir()
+    for kind in range(3):
+        picture(kind, seed=7000 + kind).save(new / f"x{kind}.png")
+    output = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(new), str(new / "x1.png")]).stdout
+    lines = output.splitlines()
+    assert lines[0] == "file,predicted,class,bar,line,square" and len(lines) == 5
+    assert [line.split(",")[2] for line in lines[1:]] == ["bar", "line", "square", "line"]
+    top = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(new / "x2.png"), "--top", "2"]).stdout
+    assert top.splitlines()[0] == "file,rank,class,probability" and top.splitlines()[1].split(",")[2] == "square"
+    report = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run")]).stdout
+    assert "square" in report and "bar" in report
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), str(root / "bar" / "README.txt")])
+    assert bad.exit_code == 2 and "is neither an .npz nor an image" in bad.output
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("corrupt", "cannot be read as an image"),
+    ("empty class", "class folder 'empty' holds no images"),
+    ("no classes", "holds no class folders"),
+    ("missing", "no such folder"),
+    ("test class", "has class folder 'extra', which the training folder lacks"),
+    ("size", "img0.png: is 14 × 16 (width × height) but the model takes 12 × 12; data.resize is none"),
+])
+def test_bad_folders_are_one_clear_line_before_training(tmp_path, damage, message):
+    root = make_folder(tmp_path / "images")
+    data = {}
+    if damage == "corrupt":
+        (root / "line" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    elif damage == "empty class":
+        (root / "empty").mkdir()
+    elif damage == "no classes":
+        root = tmp_path / "flat"
+        root.mkdir()
+        picture(0).save(root / "a.png")
+    elif damage == "missing":
+        root = tmp_path / "nothing"
+    elif damage == "test class":
+        test = make_folder(tmp_path / "test", (2, 2, 2), ("bar", "extra", "line"))
+        data["test_path"] = str(test)
+    elif damage == "size":
+        data["resize"] = "none"
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(config_for(root, **data)))
+    result = CliRunner().invoke(app, ["train", str(path), "--quiet", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"{path}:")  # located at the data key
+    assert not (tmp_path / "run").exists()
+
+
+def test_class_names_from_the_file_or_the_data(tmp_path):
+    config = load_config({"input": [8, 8, 1], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}],
+                          "data": {"classes": [f"digit {k}" for k in range(10)]}})
+    assert load_data(config, 10).classes[3] == "digit 3"
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((20, 4, 4)), y=np.arange(20) % 2, classes=np.array(["no", "yes"]))
+    config = load_config({"input": [4, 4, 1], "layers": [{"type": "flatten"}, {"type": "dense", "units": 2}],
+                          "data": {"dataset": "npz", "path": str(tmp_path / "d.npz")}})
+    assert load_data(config, 2).classes == ["no", "yes"]
+    from yamlnet.data.shapes import CLASSES
+    config = load_config({"input": [8, 8, 1], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}],
+                          "data": {"dataset": "shapes", "n_samples": 20}})
+    assert load_data(config, 10).classes == list(CLASSES)
+
+
+def test_a_class_list_that_does_not_fit_the_outputs_is_refused_by_validate(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("input: [8, 8, 1]\nlayers:\n  - {type: dense, units: 10}\ndata:\n  classes: [a, b]\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "data.classes: names 2 classes but the model has 10 outputs" in result.output
+
+
+def test_init_for_a_folder_reads_its_size_and_classes(tmp_path):
+    from yamlnet.starter import init
+    root = make_folder(tmp_path / "images", (3, 3, 3))
+    written, _ = init(tmp_path / "mine.yaml", dataset="folder", data_path=str(root))
+    config = load_config(written)
+    assert config["input"] == [12, 12, 3] and config["layers"][-2]["units"] == 3
+    assert config["data"]["path"] == str(root)

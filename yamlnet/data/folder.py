@@ -1,0 +1,113 @@
+"""folder: your own images, one sub-folder per class (as torchvision's ImageFolder reads them).
+
+Class k is the k-th sub-folder's name, sorted. Images are read with Pillow — PNG, JPEG, BMP, GIF
+(first frame), TIFF; other files are skipped — converted to the model's n_C (1: grey, 3: RGB) and
+resized to its n_H × n_W where they differ (``data.resize``). Pixel values are 0..255.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from yamlnet.data import PATH_KEY, register_dataset
+from yamlnet.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+_MODES = {1: "L", 3: "RGB"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image below ``folder`` (recursively), by suffix, sorted; other files are skipped."""
+    return sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def class_folders(folder: Path, what: str = "data.path") -> list[Path]:
+    """The class sub-folders of ``folder``, sorted by name; a clear error for a folder that is not one."""
+    if not folder.exists():
+        raise DataError(f"no such folder ({what} names a folder with one sub-folder per class)", file=str(folder))
+    if not folder.is_dir():
+        raise DataError(f"is a file, not a folder ({what} names a folder with one sub-folder per class)",
+                        file=str(folder))
+    classes = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if not classes:
+        raise DataError("holds no class folders: put each class's images in a sub-folder named after the class",
+                        file=str(folder))
+    return classes
+
+
+def read_image(path: Path, input_shape: tuple[int, int, int], resize: str = "bilinear") -> np.ndarray:
+    """One image as float32 (n_H, n_W, n_C), 0..255: converted to n_C channels and resized as the model takes it."""
+    from PIL import Image, UnidentifiedImageError
+
+    n_h, n_w, n_c = input_shape
+    if n_c not in _MODES:
+        raise DataError(f"images have 1 (grey) or 3 (RGB) channels; the model's input has {n_c}", key="input")
+    try:
+        with Image.open(path) as image:
+            image.seek(0)  # a GIF's first frame
+            image = image.convert("RGBA").convert(_MODES[n_c]) if image.mode in ("P", "PA", "LA") else \
+                image.convert(_MODES[n_c])
+            if image.size != (n_w, n_h):
+                if resize == "none":
+                    raise DataError(f"is {image.size[0]} × {image.size[1]} (width × height) but the model takes "
+                                    f"{n_w} × {n_h}; data.resize is none", file=str(path))
+                method = Image.Resampling.NEAREST if resize == "nearest" else Image.Resampling.BILINEAR
+                image = image.resize((n_w, n_h), method)
+            pixels = np.asarray(image, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc})", file=str(path)) from None
+    return pixels.reshape(n_h, n_w, n_c)
+
+
+def read_folder(folder: Path, input_shape, resize: str, classes: list[str] | None = None, what: str = "data.path"):
+    """(x (N, n_H, n_W, n_C) float32, y (N,), class names) of a folder of class folders. With
+    ``classes`` (the training folder's), a class folder not among them is an error."""
+    from yamlnet.progress import track
+
+    folders = class_folders(Path(folder), what)
+    names = [path.name for path in folders]
+    if classes is not None:
+        unknown = [name for name in names if name not in classes]
+        if unknown:
+            raise DataError(f"has class folder {unknown[0]!r}, which the training folder lacks "
+                            f"(it has {', '.join(classes)})", file=str(folder))
+    files, labels = [], []
+    for name, path in zip(names, folders):
+        found = image_files(path)
+        if not found:
+            raise DataError(f"class folder {name!r} holds no images (PNG, JPEG, BMP, GIF, TIFF)", file=str(path))
+        files += found
+        labels += [(classes or names).index(name)] * len(found)
+    x = np.empty((len(files), *input_shape), dtype=np.float32)
+    for index, path in enumerate(track(files, f"reading {folder}")):
+        x[index] = read_image(path, input_shape, resize)
+    return x, np.array(labels, dtype=np.int64), names
+
+
+def count_images(data: dict) -> int:
+    """How many images the folder data set holds (for the memory estimate), 0 where a folder is missing."""
+    total = 0
+    for key in ("path", "test_path"):
+        folder = Path(data.get(key) or "")
+        if data.get(key) and folder.is_dir():
+            total += sum(len(image_files(path)) for path in folder.iterdir() if path.is_dir())
+    return total
+
+
+@register_dataset("folder", required=("path",), description="your own images: a folder with one sub-folder "
+                  "per class (PNG, JPEG, BMP, GIF, TIFF)", keys={
+    "path": PATH_KEY,
+    "test_path": {"type": "string", "minLength": 1,
+                  "description": "npz: an optional separate test file, same keys; folder: a test folder "
+                                 "with the same class folders"},
+    "resize": {"enum": ["bilinear", "nearest", "none"], "default": "bilinear",
+               "description": "folder: how images of another size are brought to n_H × n_W; none refuses them"},
+})
+def load_folder(data, input_shape, seed):
+    x, y, names = read_folder(data["path"], input_shape, data["resize"])
+    x_test = y_test = None
+    if data.get("test_path"):
+        x_test, y_test, _ = read_folder(data["test_path"], input_shape, data["resize"], names, "data.test_path")
+    return x, y, x_test, y_test, names
