@@ -220,6 +220,19 @@ def predict(run: Path = typer.Argument(..., help="A run directory or a model .np
         out.write_text(text, encoding="utf-8")
 
 
+@app.command()
+@user_errors
+def export(run: Path = typer.Argument(..., help="A run directory (its best.npz) or a model .npz."),
+           out: Optional[Path] = typer.Option(None, "--out", help="The ONNX file to write.",
+                                              show_default="<name>.onnx beside the model"),
+           opset: int = typer.Option(17, "--opset", help="The ONNX opset (13 to 21).")):
+    """The trained model as ONNX: raw images in, probabilities out, normalization inside; for onnxruntime."""
+    from yamlnet.export import export as write_onnx
+
+    written, model_file = write_onnx(run, out, opset)
+    typer.echo(f"{written}  (from {model_file})")
+
+
 @app.command("data")
 @user_errors
 def data_(file: Path = ModelFile,

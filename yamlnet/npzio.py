@@ -78,7 +78,11 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    _write_atomic(Path(path), lambda handle: handle.write(text.encode("utf-8")), "wb")
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    _write_atomic(Path(path), lambda handle: handle.write(data), "wb")
 
 
 def _write_atomic(path: Path, write, mode: str) -> None:
