@@ -243,3 +243,53 @@ def test_epoch_lines_fit_80_columns():
     lines = [epoch_header(1000), epoch_line(extreme, 1000), epoch_line({**extreme, "val_loss": None}, 1000)]
     assert all(len(line) <= 80 for line in lines), lines
     assert lines[1].split()[0] == "1000/1000" and lines[2].split()[3] == "-"
+
+
+def test_a_finished_run_extended_ends_as_a_run_trained_that_long(tmp_path):
+    whole = train(with_training(epochs=4), out=tmp_path / "whole").run_dir
+    train(with_training(epochs=2), out=tmp_path / "short")
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "short"), "--set", "training.epochs=4",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert metrics_without_seconds(tmp_path / "short") == metrics_without_seconds(whole)
+    for key, value in weights(whole).items():
+        assert np.array_equal(value, weights(tmp_path / "short")[key]), key
+    text = (tmp_path / "short" / "config.yaml").read_text()
+    assert "# resumed with --set training.epochs=4" in text and "epochs: 4" in text
+
+
+def test_extending_is_refused_where_it_would_not_be_the_same_run(tmp_path):
+    train(with_training(epochs=1, lr_schedule={"type": "cosine"}), out=tmp_path / "cosine")
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "cosine"), "--set", "training.epochs=3"])
+    assert result.exit_code == 2 and "cosine learning-rate schedule is shaped by training.epochs" in result.output
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "cosine"),
+                                      "--set", "training.learning_rate=0.5"])
+    assert result.exit_code == 2 and "only training.epochs may change, not training.learning_rate" in result.output
+
+
+def test_starting_from_trained_weights_and_freezing_layers(tmp_path):
+    first = train(with_training(epochs=1), out=tmp_path / "first").run_dir
+    bigger = {**with_training(epochs=1, init_weights=str(first), freeze=["conv1"]),
+              "layers": [*SMALL["layers"][:3], {"name": "fc", "type": "dense", "units": 10, "activation": "relu"},
+                         {"name": "head", "type": "dense", "units": 10}, {"name": "prediction", "type": "softmax"}]}
+
+    class Messages(Reporter):
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    messages = Messages()
+    second = train(bigger, out=tmp_path / "second", reporter=messages).run_dir
+    line = next(text for text in messages.lines if text.startswith("init_weights"))
+    assert "loaded conv1, fc" in line and "fresh: head (no such layer there)" in line
+    before, after = weights(first, "best.npz"), weights(second)
+    assert np.array_equal(before["params/conv1/W"], after["params/conv1/W"])  # frozen: unchanged
+    assert not np.array_equal(before["params/fc/W"], after["params/fc/W"])  # loaded, then trained
+    assert not any(key.startswith("optim/") and "conv1" in key for key in after)
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({**bigger, "training": {**bigger["training"], "init_layers": ["head"]}}))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "head cannot be loaded from" in result.output
+    assert "no such layer there" in result.output

@@ -177,8 +177,9 @@ def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not wi
     """Train the model with mini-batch gradient descent, as the file says."""
     from yamlnet.train import train as run_training
 
-    if resume is not None and (file is not None or set_):
-        _fail("--resume continues a run as it was configured: give no model file and no --set", 2)
+    if resume is not None and file is not None:
+        _fail("--resume continues a run as it was configured: give no model file (--set training.epochs=N "
+              "extends it)", 2)
     result = run_training(file, out, set_ or (), resume=resume, quiet=quiet)
     if plot_ and not result.interrupted:
         from yamlnet.plots import plot as draw_plots

@@ -58,9 +58,54 @@ def plan(source, overrides=(), *, memory_check: bool = False) -> tuple[dict, lis
     config, document = resolve(source, overrides)
     layers = make_layers(config, document)
     check_classifier(config, layers, document)
+    check_init_weights(config, layers, document)
     if memory_check:
         check_memory(config, layers, document)
     return config, layers
+
+
+def check_init_weights(config: dict, layers: list[Layer], document: Document | None = None) -> dict[str, str]:
+    """What ``training.init_weights`` gives each layer with parameters: "" where its weights load, else
+    why not. Refuses a layer in ``init_layers`` or ``freeze`` that the model lacks, and one in
+    ``init_layers`` that cannot be loaded."""
+    document = document or Document(data=config)
+    training = config["training"]
+    names = [layer.name for layer in layers]
+    for key in ("init_layers", "freeze"):
+        for position, name in enumerate(training.get(key) or []):
+            if name not in names:
+                raise document.error(("training", key, position), f"no layer named {name}; layers are "
+                                                                   f"{', '.join(names)}")
+    if not training.get("init_weights"):
+        if training.get("init_layers"):
+            raise document.error(("training", "init_layers"), "needs training.init_weights: the weights to load")
+        return {}
+    from yamlnet import runs
+    try:
+        arrays = read_npz(runs.model_file(training["init_weights"]), "model file")
+    except DataError as error:
+        raise document.error(("training", "init_weights"), f"{error.file}: {error.message}", kind=DataError) from None
+    wanted = training.get("init_layers")
+    reasons = {}
+    for layer in layers:
+        shapes = {**layer.param_shapes(), **{key: shape for key, (shape, _) in layer.state_shapes().items()}}
+        if not shapes:
+            continue
+        prefix = {key: "state/" if key in layer.state_shapes() else "params/" for key in shapes}
+        stored = {key: arrays.get(f"{prefix[key]}{layer.name}/{key}") for key in shapes}
+        if wanted is not None and layer.name not in wanted:
+            reasons[layer.name] = "not in init_layers"
+        elif any(value is None for value in stored.values()):
+            reasons[layer.name] = "no such layer there"
+        else:
+            differ = [key for key in shapes if stored[key].shape != tuple(shapes[key])]
+            reasons[layer.name] = (f"{differ[0]} is {shape_text(stored[differ[0]].shape)} there, "
+                                   f"{shape_text(shapes[differ[0]])} here" if differ else "")
+        if wanted is not None and layer.name in wanted and reasons[layer.name]:
+            raise document.error(("training", "init_layers", wanted.index(layer.name)),
+                                 f"{layer.name} cannot be loaded from {training['init_weights']}: "
+                                 f"{reasons[layer.name]}", kind=ShapeError)
+    return reasons
 
 
 def check_classifier(config: dict, layers: list[Layer], document: Document | None = None) -> None:

@@ -64,6 +64,23 @@ def write_config(run_dir: Path, config: dict, source: str | None, overrides) -> 
         {"source": source, "overrides": list(overrides), "yamlnet": __version__}, indent=2) + "\n")
 
 
+def extend(run_dir: Path, config: dict, overrides) -> None:
+    """Record that a run goes on under ``overrides`` (``training.epochs``): config.yaml says so, run.json
+    lists it, and the run is no longer finished (its summary goes until it ends again)."""
+    info_path = run_dir / "run.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    info["resumed_with"] = [*info.get("resumed_with", []), *overrides]
+    lines = (run_dir / CONFIG).read_text(encoding="utf-8").splitlines()
+    comments = [line for line in lines[:next((i for i, line in enumerate(lines) if not line.startswith("#")), 0)]]
+    header = "\n".join([*comments, *(f"# resumed with --set {item}" for item in overrides)]) + "\n"
+    write_text_atomic(run_dir / CONFIG, header + dump_yaml(config))
+    write_text_atomic(info_path, json.dumps(info, indent=2) + "\n")
+    (run_dir / SUMMARY).unlink(missing_ok=True)
+
+
 def append_metrics(run_dir: Path, record: dict) -> None:
     try:
         with open(run_dir / METRICS, "a", encoding="utf-8") as handle:

@@ -23,9 +23,9 @@ from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
-from yamlnet.model import Model, check_classifier
+from yamlnet.model import Model, check_classifier, check_init_weights
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
-from yamlnet.npzio import write_text_atomic
+from yamlnet.npzio import read_npz, write_text_atomic
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.summary import render
 
@@ -112,14 +112,47 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
         reporter.close()
 
 
+#: what may change on --resume: more (or fewer) epochs; everything else is the run as it was
+_EXTENDABLE = {("training", "epochs")}
+
+
+def _resumed_config(run_dir: Path, overrides) -> tuple[dict, "Document"]:
+    """The config of the run in ``run_dir``, with ``overrides`` that only extend it (training.epochs);
+    config.yaml is rewritten to say so, and a finished run becomes unfinished again."""
+    if not (run_dir / runs.CONFIG).is_file():
+        raise DataError("is not a run directory (no config.yaml)", file=str(run_dir))
+    config, document = resolve(run_dir / runs.CONFIG)
+    if not overrides:
+        return config, document
+    extended, document = resolve(run_dir / runs.CONFIG, overrides)
+    changed = _differences(config, extended)
+    if changed - _EXTENDABLE:
+        raise DataError(f"--resume continues a run as it was configured; of its keys only "
+                        f"{', '.join('.'.join(key) for key in sorted(_EXTENDABLE))} may change, not "
+                        f"{', '.join('.'.join(map(str, key)) for key in sorted(changed - _EXTENDABLE, key=str))}",
+                        file=str(run_dir))
+    schedule = config["training"]["lr_schedule"]["type"]
+    if changed and schedule != "constant":
+        raise DataError(f"its {schedule} learning-rate schedule is shaped by training.epochs, so a run extended "
+                        f"to more epochs would not be the run trained that long from the start; start a new run "
+                        f"(training.init_weights can take these weights)", file=str(run_dir))
+    if changed:
+        runs.extend(run_dir, extended, overrides)
+    return extended, document
+
+
+def _differences(a, b, path=()) -> set[tuple]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {found for key in set(a) | set(b) for found in _differences(a.get(key), b.get(key), path + (key,))}
+    return set() if a == b else {path}
+
+
 class _Trainer:
     def __init__(self, source, out, overrides, resume, reporter):
         self.reporter = reporter
         if resume is not None:
             self.run_dir = Path(resume)
-            if not (self.run_dir / runs.CONFIG).is_file():
-                raise DataError("is not a run directory (no config.yaml)", file=str(self.run_dir))
-            config, document = resolve(self.run_dir / runs.CONFIG)
+            config, document = _resumed_config(self.run_dir, overrides)
         else:
             if source is None:
                 raise DataError("train needs a model file, or --resume with a run directory")
@@ -135,7 +168,12 @@ class _Trainer:
             raise document.error(error.config_key, message, kind=DataError) from None
         self.model.normalization = (self.data.shift, self.data.scale)
         self.model.classes = self.data.classes
-        self.optimizer = OPTIMIZERS[self.training["optimizer"]](self.model.parameters(), self.training)
+        if resume is None:
+            self._load_initial_weights(document)
+        frozen = set(self.training["freeze"])  # their weights get no updates and no optimizer state
+        self.optimizer = OPTIMIZERS[self.training["optimizer"]](
+            {key: value for key, value in self.model.parameters().items() if key.split("/")[0] not in frozen},
+            self.training)
         self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
         self.augment = Augmenter(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]))
         self.n_batches = math.ceil(len(self.data.train) / self.training["batch_size"])
@@ -152,6 +190,24 @@ class _Trainer:
             runs.write_config(self.run_dir, config, str(source) if not isinstance(source, dict) else None, overrides)
             self._save_last()  # from the start, a run directory always holds weights to resume from
         self.metrics = runs.read_metrics(self.run_dir)
+
+    def _load_initial_weights(self, document) -> None:
+        """``training.init_weights``: copy the weights (and batchnorm state) of every layer that fits;
+        say what was loaded and what was left fresh, and why."""
+        reasons = check_init_weights(self.config, self.model.layers, document)
+        if not reasons:
+            return
+        source = runs.model_file(self.training["init_weights"])
+        arrays = read_npz(source, "model file")
+        loaded = [name for name, why in reasons.items() if not why]
+        for layer in self.model.layers:
+            if layer.name in loaded:
+                for prefix, table in (("params/", layer.params), ("state/", layer.state)):
+                    for key, value in table.items():
+                        value[...] = arrays[f"{prefix}{layer.name}/{key}"]
+        fresh = [f"{name} ({why})" for name, why in reasons.items() if why]
+        self.reporter.message(f"init_weights {source}: loaded {', '.join(loaded) or 'no layer'}"
+                              + (f"; fresh: {'; '.join(fresh)}" if fresh else ""))
 
     # -- checkpoints ---------------------------------------------------------------------
     def _checkpoint_arrays(self) -> dict[str, np.ndarray]:
