@@ -265,6 +265,9 @@ def test_extending_is_refused_where_it_would_not_be_the_same_run(tmp_path):
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "cosine"),
                                       "--set", "training.learning_rate=0.5"])
     assert result.exit_code == 2 and "only training.epochs may change, not training.learning_rate" in result.output
+    train(with_training(epochs=2), out=tmp_path / "two")
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "two"), "--set", "training.epochs=1"])
+    assert result.exit_code == 2 and "has trained 2 epochs already" in result.output
 
 
 def test_starting_from_trained_weights_and_freezing_layers(tmp_path):

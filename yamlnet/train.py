@@ -136,6 +136,10 @@ def _resumed_config(run_dir: Path, overrides) -> tuple[dict, "Document"]:
         raise DataError(f"its {schedule} learning-rate schedule is shaped by training.epochs, so a run extended "
                         f"to more epochs would not be the run trained that long from the start; start a new run "
                         f"(training.init_weights can take these weights)", file=str(run_dir))
+    done = len(runs.read_metrics(run_dir))
+    if changed and extended["training"]["epochs"] < done:
+        raise DataError(f"has trained {done} epochs already; training.epochs can only take it further",
+                        file=str(run_dir))
     if changed:
         runs.extend(run_dir, extended, overrides)
     return extended, document
