@@ -88,3 +88,20 @@ def test_data_prints_the_facts_and_draws_the_grid(run, tmp_path):
     facts = json.loads(run("data", SIMPLE, "--json").output)
     assert sum(facts["counts"]["training"]) + sum(facts["counts"]["validation"]) == 1797
     assert facts["raw_range"] == [0.0, 16.0] and facts["classes"][0] == "0"
+
+
+def test_help_texts_read_cleanly_and_show_defaults(run):
+    import re
+    for command in ("train", "sweep", "evaluate", "draw", "init", "export", "data"):
+        text = run(command, "--help").output
+        assert not re.search(r"\w \.(?=\s|$)|\w ;", text), (command, text)  # "Run directory ." as it was
+    assert "the number of cores" in run("sweep", "--help").output
+
+
+def test_the_readme_command_table_lists_every_command():
+    from yamlnet.cli import app as application
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| command | what |", 1)[1].split("\n\n", 1)[0]
+    for command in application.registered_commands:
+        name = command.name or command.callback.__name__
+        assert f"| `yamlnet {name}" in table, name

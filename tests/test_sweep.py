@@ -167,3 +167,10 @@ def test_ctrl_c_names_the_command_that_continues_the_sweep(model_file, tmp_path,
         run_sweep(model_file, out=tmp_path / "o", overrides=["training.epochs=2"])
     assert info.value.exit_code == 130
     assert str(info.value).endswith(f"yamlnet sweep {model_file} --out {tmp_path / 'o'} --set training.epochs=2")
+
+
+def test_sweep_plot_axes_suit_the_swept_values():
+    from yamlnet.plots import axis_scale
+    assert axis_scale([0.001, 0.01, 0.1]) == "log" and axis_scale([0.01, 0.05]) == "linear"
+    assert axis_scale([4, 8, 16]) == "whole" and axis_scale([1, 100]) == "log"
+    assert axis_scale(["relu", "tanh"]) == "labels" and axis_scale([True, False]) == "labels"

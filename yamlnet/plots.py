@@ -121,13 +121,14 @@ def plot_sweep(sweep_dir: Path) -> Path:
         axis.scatter(xs, ys)
         for x, y, (_, _, run) in zip(xs, ys, results):
             axis.annotate(run, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        if numeric and len(set(values)) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
-            axis.set_xscale("log")  # learning rates and the like: a factor of ten is one step
+        scale = axis_scale(values)
+        if scale == "log":  # learning rates and the like: a factor of ten is one step
+            axis.set_xscale("log")
             axis.set_xticks(sorted(set(values)))
             axis.set_xticklabels([f"{v:g}" for v in sorted(set(values))])
             axis.minorticks_off()
-        elif numeric and all(isinstance(v, int) for v in values):
-            axis.set_xticks(sorted(set(values)))  # whole-number keys (filters, sizes): whole-number ticks
+        elif scale == "whole":
+            axis.set_xticks(sorted(set(values)))  # filters, sizes: whole-number ticks
         if labels:
             axis.set_xticks(range(len(labels)))
             axis.set_xticklabels(labels)
@@ -136,6 +137,16 @@ def plot_sweep(sweep_dir: Path) -> Path:
         axis.grid(alpha=0.3)
     figure.suptitle(f"sweep {sweep_dir}")
     return _save(figure, sweep_dir / f"sweep_{metric}.png")
+
+
+def axis_scale(values: list) -> str:
+    """How a swept key's axis is drawn: "log" for numbers spanning a factor of ten or more, "whole" for
+    whole numbers, "linear" for other numbers, "labels" for anything else (names, lists, mappings)."""
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "labels"
+    if len(set(values)) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
+        return "log"
+    return "whole" if all(isinstance(v, int) for v in values) else "linear"
 
 
 def _save(figure, path: Path) -> Path:

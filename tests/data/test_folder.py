@@ -142,3 +142,12 @@ def test_init_for_a_folder_reads_its_size_and_classes(tmp_path):
     config = load_config(written)
     assert config["input"] == [12, 12, 3] and config["layers"][-2]["units"] == 3
     assert config["data"]["path"] == str(root)
+
+
+def test_the_memory_estimate_counts_the_decoded_images(tmp_path):
+    from yamlnet.model import make_layers
+    from yamlnet.summary import training_memory
+    root = make_folder(tmp_path / "images", (4, 5, 6))
+    config = config_for(root)
+    size, what = training_memory(config, make_layers(config))[-1]
+    assert what == "15 decoded images" and size == 15 * 12 * 12 * 3 * 4
