@@ -119,8 +119,11 @@ def plot_sweep(sweep_dir: Path) -> Path:
         xs = values if numeric else [labels.index(json.dumps(v)) for v in values]
         ys = [value for _, value, _ in results]
         axis.scatter(xs, ys)
+        at_point: dict = {}  # runs that land on the same point share one label
         for x, y, (_, _, run) in zip(xs, ys, results):
-            axis.annotate(run, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            at_point.setdefault((x, y), []).append(run)
+        for (x, y), names in at_point.items():
+            axis.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         scale = axis_scale(values)
         if scale == "log":  # learning rates and the like: a factor of ten is one step
             axis.set_xscale("log")
