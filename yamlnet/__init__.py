@@ -10,8 +10,9 @@ from yamlnet.errors import ConfigError, DataError, ShapeError, TrainingError, Ya
 from yamlnet.model import Model, build_model, load_model
 from yamlnet.train import TrainResult, train
 from yamlnet.evaluate import evaluate, predict_file as predict
+from yamlnet.export import export
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "DataError", "Model", "ShapeError", "TrainResult", "TrainingError", "YamlnetError",
-           "build_model", "evaluate", "load_config", "load_model", "predict", "train", "__version__"]
+           "build_model", "evaluate", "export", "load_config", "load_model", "predict", "train", "__version__"]

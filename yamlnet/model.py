@@ -1,7 +1,8 @@
-"""Stage 3 of the pipeline: a resolved config becomes a ``Model``, a chain of NumPy layers.
+"""Stage 3 of the pipeline: a resolved config becomes a ``Model``, a graph of NumPy layers.
 
-``make_layers`` works every shape out before any weight exists (``summary`` and ``validate`` stop
-there); ``Model`` then allocates weights and runs forward, backward and the fused loss.
+``make_layers`` resolves every layer's inputs and works every shape out before any weight exists
+(``summary`` and ``validate`` stop there); ``Model`` then allocates weights and runs forward,
+backward and the fused loss through ``yamlnet.graph``, the one path for chains and graphs.
 """
 
 from __future__ import annotations
