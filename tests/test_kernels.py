@@ -60,3 +60,12 @@ def test_column_sums_and_chunks(rng):
     assert np.allclose(kernels.column_sums(matrix), matrix.sum(axis=0))
     assert kernels.batch_chunks(10, 1 << 20, limit=3 << 20) == [(0, 3), (3, 6), (6, 9), (9, 10)]
     assert kernels.batch_chunks(5, 10 << 30) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+
+
+@pytest.mark.parametrize("rows, columns", [(5000, 25), (2048, 9), (7, 3), (4100, 40)])
+def test_weight_gradient_in_row_blocks_equals_one_product(rows, columns):
+    rng = np.random.default_rng(0)
+    cols, dz = rng.standard_normal((rows, columns)), rng.standard_normal((rows, 6))
+    assert np.allclose(kernels.weight_gradient(cols, dz), cols.T @ dz, rtol=1e-12, atol=1e-10)
+    thin = np.ascontiguousarray(cols.T).T  # the column-major layout im2col gives thin inputs
+    assert np.allclose(kernels.weight_gradient(thin, dz), cols.T @ dz, rtol=1e-12, atol=1e-10)

@@ -183,6 +183,22 @@ def conv_input_grad(dz: np.ndarray, weights: np.ndarray, s: int, padded_shape: t
     return dxp
 
 
+#: colsᵀ · dz with few columns (f·f·C ≤ THIN_COLUMNS, a first layer's) is summed over blocks of
+#: BLOCK_ROWS rows: one product over 50,000 rows of 25 columns runs at a fraction of BLAS's speed
+#: (LeNet's first conv: 0.68 → 0.27 ms; the lecture network's 1.4 → 0.9 ms; wider columns gain nothing)
+THIN_COLUMNS, BLOCK_ROWS = 32, 2048
+
+
+def weight_gradient(cols: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    """colsᵀ · dz: (M, f·f·C) and (M, K) → (f·f·C, K), in row blocks where the columns are few."""
+    if cols.shape[1] > THIN_COLUMNS or len(cols) <= BLOCK_ROWS:
+        return cols.T @ dz
+    total = cols[:BLOCK_ROWS].T @ dz[:BLOCK_ROWS]
+    for start in range(BLOCK_ROWS, len(cols), BLOCK_ROWS):
+        total += cols[start:start + BLOCK_ROWS].T @ dz[start:start + BLOCK_ROWS]
+    return total
+
+
 def column_sums(matrix: np.ndarray) -> np.ndarray:
     """Sum over axis 0 of (M, K) as one matrix-vector product: much faster than .sum(axis=0) for small K."""
     return np.ones(matrix.shape[0], dtype=matrix.dtype) @ matrix

@@ -103,7 +103,7 @@ class Conv2D(WindowedLayer):
         rows_per_sample = n_h * n_w
         for start, stop, cols in kept:
             chunk_cols = cols if cols is not None else kernels.im2col(xp[start:stop], f, s, n_h, n_w)
-            chunk_dw = chunk_cols.T @ dz2[start * rows_per_sample:stop * rows_per_sample]
+            chunk_dw = kernels.weight_gradient(chunk_cols, dz2[start * rows_per_sample:stop * rows_per_sample])
             if start == 0:
                 dw[...] = chunk_dw
             else:
