@@ -129,6 +129,9 @@ def check_classifier(config: dict, layers: list[Layer], document: Document | Non
     if names and len(names) != output[0]:
         raise document.error(("data", "classes"), f"names {len(names)} classes but the model has {output[0]} "
                                                   f"outputs", kind=ShapeError)
+    if dataset.name == "folder" and config["input"][2] not in (1, 3):
+        raise document.error(("input",), f"images are read as grey (n_C = 1) or RGB (n_C = 3), not "
+                                         f"{config['input'][2]} channels", kind=ShapeError)
     if dataset.image_shape and tuple(config["input"]) != dataset.image_shape:
         raise document.error(("input",), f"the {dataset.name} data set's images are "
                              f"{shape_text(dataset.image_shape)}, not {shape_text(config['input'])}", kind=ShapeError)

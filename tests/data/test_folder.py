@@ -151,3 +151,11 @@ def test_the_memory_estimate_counts_the_decoded_images(tmp_path):
     config = config_for(root)
     size, what = training_memory(config, make_layers(config))[-1]
     assert what == "15 decoded images" and size == 15 * 12 * 12 * 3 * 4
+
+
+def test_a_folder_model_with_other_than_1_or_3_channels_is_refused_by_validate(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(f"input: [8, 8, 2]\nlayers:\n  - {{type: dense, units: 3}}\n"
+                    f"data:\n  dataset: folder\n  path: {tmp_path}\n")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "input: images are read as grey (n_C = 1) or RGB (n_C = 3), not 2" in result.output
