@@ -24,6 +24,7 @@ from yamlnet.layers.base import shape_text
 from yamlnet.layers.dropout import Dropout
 from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
+from yamlnet.memory import format_bytes, parse_size, training_memory
 from yamlnet.npzio import read_npz, write_npz_atomic
 
 FORMAT = "yamlnet-model-1"
@@ -145,8 +146,6 @@ def check_classifier(config: dict, layers: list[Layer], document: Document | Non
 def check_memory(config: dict, layers: list[Layer], document: Document | None = None) -> None:
     """Refuse, before allocating anything, a model whose training would need more than
     ``training.max_memory``: the message gives the estimate and the layer that dominates it."""
-    from yamlnet.summary import format_bytes, parse_size, training_memory
-
     limit = parse_size(config["training"]["max_memory"])
     estimates = training_memory(config, layers)
     total = sum(size for size, _ in estimates)

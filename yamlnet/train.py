@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet import runs
-from yamlnet.config import resolve
+from yamlnet.config import Document, resolve
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
@@ -116,7 +116,7 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
 _EXTENDABLE = {("training", "epochs")}
 
 
-def _resumed_config(run_dir: Path, overrides) -> tuple[dict, "Document"]:
+def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
     """The config of the run in ``run_dir``, with ``overrides`` that only extend it (training.epochs);
     config.yaml is rewritten to say so, and a finished run becomes unfinished again."""
     if not (run_dir / runs.CONFIG).is_file():

@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 from yamlnet.cli import app
 from yamlnet.config import load_config
 from yamlnet.data import load_data
-from yamlnet.errors import DataError
 from yamlnet.train import train
 
 
@@ -146,7 +145,7 @@ def test_init_for_a_folder_reads_its_size_and_classes(tmp_path):
 
 def test_the_memory_estimate_counts_the_decoded_images(tmp_path):
     from yamlnet.model import make_layers
-    from yamlnet.summary import training_memory
+    from yamlnet.memory import training_memory
     root = make_folder(tmp_path / "images", (4, 5, 6))
     config = config_for(root)
     size, what = training_memory(config, make_layers(config))[-1]
