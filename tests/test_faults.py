@@ -60,7 +60,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
             yamlnet_command("train", "--resume", run_dir)
         process = subprocess.Popen([*command, "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            process.wait(timeout=chance.uniform(0.1, 0.8) * whole if kills < 10 else None)
+            process.wait(timeout=chance.uniform(0.05, 0.5) * whole if kills < 10 else None)
             assert process.returncode == 0, f"seed {seed}: {process.stderr.read().decode()}"
             break
         except subprocess.TimeoutExpired:
@@ -69,7 +69,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tmp_path):
             kills += 1
         if (run_dir / "checkpoints" / "last.npz").exists():
             yamlnet.load_model(run_dir / "checkpoints" / "last.npz")  # always loadable
-    assert kills >= 1, f"seed {seed}"  # the first attempt has the whole run to do, and less than its time
+    assert kills >= 1, f"seed {seed}"  # the first attempt has the whole run to do in at most half its time
     weights, metrics = weights_and_metrics(run_dir)
     assert metrics == expected_metrics, f"seed {seed}"
     for key, value in expected_weights.items():
