@@ -174,3 +174,10 @@ def test_sweep_plot_axes_suit_the_swept_values():
     assert axis_scale([0.001, 0.01, 0.1]) == "log" and axis_scale([0.01, 0.05]) == "linear"
     assert axis_scale([4, 8, 16]) == "whole" and axis_scale([1, 100]) == "log"
     assert axis_scale(["relu", "tanh"]) == "labels" and axis_scale([True, False]) == "labels"
+
+
+def test_training_keys_are_not_sweep_settings(model_file, tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("training.learning_rate: [0.01]\nfreeze: [conv1]\n")
+    with pytest.raises(ConfigError, match="unknown key 'freeze'"):
+        sweep_spec(model_file, sweep)

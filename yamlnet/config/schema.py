@@ -92,14 +92,7 @@ SWEEP_SCHEMA = {
         "samples": {"type": "integer", "minimum": 1, "description": "random: how many combinations"},
         "metric": {"enum": ["val_accuracy", "val_loss", "accuracy", "loss"], "default": "val_accuracy",
                    "description": "the table is sorted by each run's best value of this metric"},
-        "init_weights": {"type": "string", "minLength": 1,
-                     "description": "start from trained weights: a run directory (its best.npz) or a model .npz"},
-    "init_layers": {"type": "array", "items": LAYER_NAME, "minItems": 1,
-                    "description": "init_weights: the layers to load (default: every layer whose name and "
-                                   "parameter shapes match)"},
-    "freeze": {"type": "array", "items": LAYER_NAME, "default": [],
-               "description": "layers whose weights training leaves as they are (no updates, no optimizer state)"},
-    "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "random: seeds the draw"},
+        "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "random: seeds the draw"},
     },
     "patternProperties": {r"^[A-Za-z_][^.\[\]]*(\.[^.\[\]]+|\[\d+\])+$": {
         "type": "array", "minItems": 1, "description": "the values to try for this key"}},
