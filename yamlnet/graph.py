@@ -9,12 +9,12 @@ before: the same code runs both.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
 
 from yamlnet.config import Document
+from yamlnet.config.schema import suggest
 from yamlnet.errors import ConfigError
 
 #: the index that stands for the model's input in ``Graph.sources``
@@ -101,8 +101,7 @@ def _index_of(name: str, index: int, names: list[str], document: Document, where
         later = names.index(name, index + 1)
         raise document.error(where, f"{name} is layers[{later}], listed after this layer; inputs may name only "
                                     f"input or layers listed earlier (the file order is the order they run in)")
-    close = difflib.get_close_matches(name, ["input", *names[:index]], n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; layers before it: {', '.join(['input', *names[:index]])}"
+    hint = suggest(name, ["input", *names[:index]]) or f"; layers before it: {', '.join(['input', *names[:index]])}"
     raise document.error(where, f"no layer named '{name}'{hint}", kind=ConfigError)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from yamlnet import kernels, parallel
 from yamlnet.config import Document, resolve
-from yamlnet.data import DATASETS, FASHION_MNIST
+from yamlnet.data import DATASETS, class_names
 from yamlnet.errors import DataError, ShapeError
 from yamlnet.graph import INPUT, Graph, resolve_inputs, run_backward, run_forward
 from yamlnet.layers import LAYERS, Layer
@@ -66,10 +66,11 @@ def plan(source, overrides=(), *, memory_check: bool = False) -> tuple[dict, lis
     return config, layers
 
 
-def check_init_weights(config: dict, layers: list[Layer], document: Document | None = None) -> dict[str, str]:
-    """What ``training.init_weights`` gives each layer with parameters: "" where its weights load, else
-    why not. Refuses a layer in ``init_layers`` or ``freeze`` that the model lacks, and one in
-    ``init_layers`` that cannot be loaded."""
+def check_init_weights(config: dict, layers: list[Layer],
+                       document: Document | None = None) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """What ``training.init_weights`` gives each layer with parameters — "" where its weights load,
+    else why not — and the arrays read from it (empty without init_weights). Refuses a layer in
+    ``init_layers`` or ``freeze`` that the model lacks, and one in ``init_layers`` that cannot be loaded."""
     document = document or Document(data=config)
     training = config["training"]
     names = [layer.name for layer in layers]
@@ -81,7 +82,7 @@ def check_init_weights(config: dict, layers: list[Layer], document: Document | N
     if not training.get("init_weights"):
         if training.get("init_layers"):
             raise document.error(("training", "init_layers"), "needs training.init_weights: the weights to load")
-        return {}
+        return {}, {}
     from yamlnet import runs
     try:
         arrays = read_npz(runs.model_file(training["init_weights"]), "model file")
@@ -90,11 +91,11 @@ def check_init_weights(config: dict, layers: list[Layer], document: Document | N
     wanted = training.get("init_layers")
     reasons = {}
     for layer in layers:
-        shapes = {**layer.param_shapes(), **{key: shape for key, (shape, _) in layer.state_shapes().items()}}
+        state = {key: shape for key, (shape, _) in layer.state_shapes().items()}
+        shapes = {**layer.param_shapes(), **state}
         if not shapes:
             continue
-        prefix = {key: "state/" if key in layer.state_shapes() else "params/" for key in shapes}
-        stored = {key: arrays.get(f"{prefix[key]}{layer.name}/{key}") for key in shapes}
+        stored = {key: arrays.get(f"{'state' if key in state else 'params'}/{layer.name}/{key}") for key in shapes}
         if wanted is not None and layer.name not in wanted:
             reasons[layer.name] = "not in init_layers"
         elif any(value is None for value in stored.values()):
@@ -107,7 +108,7 @@ def check_init_weights(config: dict, layers: list[Layer], document: Document | N
             raise document.error(("training", "init_layers", wanted.index(layer.name)),
                                  f"{layer.name} cannot be loaded from {training['init_weights']}: "
                                  f"{reasons[layer.name]}", kind=ShapeError)
-    return reasons
+    return reasons, arrays
 
 
 def check_classifier(config: dict, layers: list[Layer], document: Document | None = None) -> None:
@@ -125,11 +126,11 @@ def check_classifier(config: dict, layers: list[Layer], document: Document | Non
         raise document.error(("layers", last), f"the model ends in a volume {shape_text(output)}; a classifier "
                              f"ends in a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
     dataset = DATASETS[config["data"]["dataset"]]
-    names = config["data"].get("classes")
-    names = FASHION_MNIST if names == "fashion_mnist" else names
-    if names and len(names) != output[0]:
-        raise document.error(("data", "classes"), f"names {len(names)} classes but the model has {output[0]} "
-                                                  f"outputs", kind=ShapeError)
+    if config["data"].get("classes"):
+        try:
+            class_names(config["data"], output[0])
+        except DataError as error:
+            raise document.error(("data", "classes"), error.message, kind=ShapeError) from None
     if dataset.name == "folder" and config["input"][2] not in (1, 3):
         raise document.error(("input",), f"images are read as grey (n_C = 1) or RGB (n_C = 3), not "
                                          f"{config['input'][2]} channels", kind=ShapeError)

@@ -25,7 +25,7 @@ from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.model import Model, check_classifier, check_init_weights
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
-from yamlnet.npzio import read_npz, write_text_atomic
+from yamlnet.npzio import write_text_atomic
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.summary import render
 
@@ -198,11 +198,10 @@ class _Trainer:
     def _load_initial_weights(self, document) -> None:
         """``training.init_weights``: copy the weights (and batchnorm state) of every layer that fits;
         say what was loaded and what was left fresh, and why."""
-        reasons = check_init_weights(self.config, self.model.layers, document)
+        reasons, arrays = check_init_weights(self.config, self.model.layers, document)
         if not reasons:
             return
         source = runs.model_file(self.training["init_weights"])
-        arrays = read_npz(source, "model file")
         loaded = [name for name, why in reasons.items() if not why]
         for layer in self.model.layers:
             if layer.name in loaded:

@@ -322,7 +322,7 @@ _OTHER_NAMES = {"fully_connected": "dense", "fc": "dense", "linear": "dense", "c
                 "convolution": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d", "relu": "activation"}
 
 
-def _suggest(word: Any, choices) -> str:
+def suggest(word: Any, choices) -> str:
     """``; did you mean 'relu'?`` for a near miss, whatever its case (``ReLU``), or another framework's name."""
     if not isinstance(word, str):
         return ""
@@ -354,7 +354,7 @@ def _explain(error: jsonschema.ValidationError, document: Document):
         if patterns:
             allowed.append("a dotted key such as training.learning_rate")
         path, at_key = path + (extra,), True
-        suggestion = _suggest(extra, allowed)
+        suggestion = suggest(extra, allowed)
         if not path[:-1] and _home_of(extra):
             suggestion = f"; did you mean '{_home_of(extra)}'?"
         message = f"unknown key '{extra}'{suggestion}"
@@ -373,7 +373,7 @@ def _explain(error: jsonschema.ValidationError, document: Document):
                  "exclusiveMaximum": "less than"}
         message = f"must be {words[kind]} {expected}, got {_got(got)}"
     elif kind == "enum":
-        message = f"must be one of {', '.join(map(str, expected))}, got {_got(got)}{_suggest(got, expected)}"
+        message = f"must be one of {', '.join(map(str, expected))}, got {_got(got)}{suggest(got, expected)}"
     elif kind in ("minItems", "maxItems"):
         if error.schema.get("minItems") == error.schema.get("maxItems"):
             message = f"must be a list of {expected}, got {_got(got)}"

@@ -146,9 +146,11 @@ def class_names(data: dict, n_classes: int, found: list[str] | None = None) -> l
     names = list(FASHION_MNIST) if given == "fashion_mnist" else given or found or DATASETS[data["dataset"]].classes
     names = [str(name) for name in names] if names else [str(k) for k in range(n_classes)]
     if len(names) != n_classes:
-        where = "data.classes names" if given else "the data holds"
-        raise DataError(f"{where} {len(names)} classes ({', '.join(names[:12])}) but the model has {n_classes} "
-                        f"outputs", config_key=("data", "classes") if given else None)
+        if given:  # located at data.classes, so it reads "data.classes: names 2 classes but …"
+            raise DataError(f"names {len(names)} classes but the model has {n_classes} outputs",
+                            config_key=("data", "classes"))
+        raise DataError(f"the data holds {len(names)} classes ({', '.join(names[:12])}) but the model has "
+                        f"{n_classes} outputs")
     return names
 
 
