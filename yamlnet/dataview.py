@@ -52,9 +52,9 @@ def render(facts: dict) -> str:
 def grid(config: dict, splits, path: Path, augmented: bool = False, per_class: int = 6) -> Path:
     """Up to ``per_class`` training images of each class, a row per class, named; augmented as
     training would (the first epoch's draws) when ``augmented``."""
-    from yamlnet.plots import _pyplot, _save
+    from yamlnet.plots import pyplot, save
 
-    plt = _pyplot()
+    plt = pyplot()
     train = splits.train
     rows = [train[splits.y[train] == k][:per_class] for k in range(len(splits.classes))]
     augment = Augmenter(config["data"]["augment"], np.random.default_rng([config["training"]["seed"], 3]))
@@ -77,4 +77,4 @@ def grid(config: dict, splits, path: Path, augmented: bool = False, per_class: i
         axes[k][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     figure.suptitle(f"{config['name']}: {config['data']['dataset']}" + (" (augmented)" if augmented else ""),
                     fontsize=9)
-    return _save(figure, path)
+    return save(figure, path)

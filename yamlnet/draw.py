@@ -11,6 +11,7 @@ from pathlib import Path
 from yamlnet.errors import ConfigError
 from yamlnet.graph import INPUT, Graph
 from yamlnet.layers.base import shape_text
+from yamlnet.plots import pyplot, save
 
 _SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense", "globalavgpool2d"}
 #: layers drawn inside the box of the one layer they read (when nothing else reads that one)
@@ -106,22 +107,6 @@ def mermaid(config: dict, layers) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(figure, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
-    plt.close(figure)
-    return path
-
-
 def draw(config: dict, layers, path: Path) -> Path:
     """The picture, saved as PNG or SVG by ``path``'s suffix: a chain in rows, a graph top to bottom."""
     return (draw_chain if Graph.of(layers).is_chain else draw_graph)(config, layers, path)
@@ -132,7 +117,7 @@ def draw_graph(config: dict, layers, path: Path) -> Path:
     ``graph_nodes`` entry, blue for volumes, orange for vectors; an arrow per input."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    plt = _pyplot()
+    plt = pyplot()
     nodes = graph_nodes(config, layers)
     depth = [0] * len(nodes)
     for index, node in enumerate(nodes):  # as early as its inputs allow …
@@ -178,14 +163,14 @@ def draw_graph(config: dict, layers, path: Path) -> Path:
     axis.set_ylim(-(len(rows) - 1) * row_height - 0.6, 0.6)
     axis.axis("off")
     axis.set_title(config["name"], fontsize=10)
-    return _save(figure, path)
+    return save(figure, path, dpi=120)
 
 
 def draw_chain(config: dict, layers, path: Path) -> Path:
     """Boxes sized by the volume's height and depth, five to a row."""
     from matplotlib.patches import FancyArrowPatch, Rectangle
 
-    plt = _pyplot()
+    plt = pyplot()
     nodes = stages(config, layers)
     shapes = [tuple(config["input"])] + [layer.output_shape for layer in layers
                                          if layer.type in _SHAPE_CHANGING or layer.type == "softmax"]
@@ -221,4 +206,4 @@ def draw_chain(config: dict, layers, path: Path) -> Path:
     axis.set_ylim(-(n_rows - 1) * row_height - 1.9, 1.3)
     axis.axis("off")
     axis.set_title(f"{config['name']}", fontsize=10)
-    return _save(figure, path)
+    return save(figure, path, dpi=120)

@@ -12,7 +12,8 @@ from yamlnet import runs
 from yamlnet.errors import DataError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no screen needed), imported only when drawing."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -35,7 +36,7 @@ def plot(path) -> list[Path]:
 
 
 def learning_curves(run_dir: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     metrics = runs.read_metrics(run_dir)
     if not metrics:
         raise DataError("has no finished epoch to plot (metrics.jsonl is empty)", file=str(run_dir))
@@ -50,7 +51,7 @@ def learning_curves(run_dir: Path) -> Path:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(f"learning curves — {run_dir}")
-    return _save(figure, run_dir / "learning_curves.png")
+    return save(figure, run_dir / "learning_curves.png")
 
 
 def first_filters(run_dir: Path) -> Path | None:
@@ -58,7 +59,7 @@ def first_filters(run_dir: Path) -> Path | None:
     pattern a filter finds in brightness), each scaled symmetrically about zero — mid grey is 0,
     light is positive, dark negative — so that an edge detector shows as a light side beside a dark one."""
     from yamlnet.evaluate import load_trained
-    plt = _pyplot()
+    plt = pyplot()
     model, _, _ = load_trained(run_dir)
     conv = next((layer for layer in model.layers if layer.type == "conv2d"), None)
     if conv is None:
@@ -77,12 +78,12 @@ def first_filters(run_dir: Path) -> Path | None:
         axis.imshow(image, cmap="gray", vmin=-extent, vmax=extent, interpolation="nearest")
         axis.set_title(str(k), fontsize=8)
     figure.suptitle(f"{conv.name}: {count} filters of {weights.shape[0]} × {weights.shape[1]} × {weights.shape[2]}")
-    return _save(figure, run_dir / "filters.png")
+    return save(figure, run_dir / "filters.png")
 
 
 def confusion(run_dir: Path) -> Path:
     from yamlnet.evaluate import evaluate
-    plt = _pyplot()
+    plt = pyplot()
     report = evaluate(run_dir)
     matrix = np.array(report["confusion"])
     figure, axis = plt.subplots(figsize=(6.5, 5.5))
@@ -97,13 +98,13 @@ def confusion(run_dir: Path) -> Path:
     axis.set_xticks(range(len(matrix)), report["classes"], rotation=45, ha="right", fontsize=7)
     axis.set_yticks(range(len(matrix)), report["classes"], fontsize=7)
     axis.set_title(f"confusion matrix, validation part (accuracy {report['accuracy']:.4f})")
-    return _save(figure, run_dir / "confusion.png")
+    return save(figure, run_dir / "confusion.png")
 
 
 def plot_sweep(sweep_dir: Path) -> Path:
     """The best value of the sweep's metric against each swept key, one panel per key."""
     from yamlnet.sweep import best_value
-    plt = _pyplot()
+    plt = pyplot()
     spec = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
     metric = spec["sweep"]["metric"]
     jobs = spec["runs"]
@@ -139,7 +140,7 @@ def plot_sweep(sweep_dir: Path) -> Path:
         axis.set_ylabel(f"best {metric}")
         axis.grid(alpha=0.3)
     figure.suptitle(f"sweep {sweep_dir}")
-    return _save(figure, sweep_dir / f"sweep_{metric}.png")
+    return save(figure, sweep_dir / f"sweep_{metric}.png")
 
 
 def axis_scale(values: list) -> str:
@@ -152,9 +153,11 @@ def axis_scale(values: list) -> str:
     return "whole" if all(isinstance(v, int) for v in values) else "linear"
 
 
-def _save(figure, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+def save(figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``figure`` to ``path`` as its suffix says (PNG, SVG), then close it."""
     import matplotlib.pyplot as plt
+    path = Path(path)
+    figure.tight_layout()
+    figure.savefig(path, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(figure)
     return path
