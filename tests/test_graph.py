@@ -192,7 +192,7 @@ def test_inference_folds_batchnorm_into_the_layer_before_it():
         param[...] = rng.standard_normal(param.shape).astype(np.float32)
     x = rng.standard_normal((7, 6, 6, 2)).astype(np.float32)
     folded = model.forward(x)
-    assert [layer.type for layer in model._folded(model.layers)][1:3] == ["conv2d", "batchnorm (folded)"]
+    assert [layer.type for layer in model.execution(training=False)][1:3] == ["conv2d", "batchnorm (folded)"]
     # the same layers, unfolded, through the graph: what a model without folding computes
     from yamlnet.graph import run_forward
     unfolded = run_forward(model.layers, model.graph, x, training=False)

@@ -39,6 +39,19 @@ def test_im2col_both_layouts_match_the_definition(shape, f, s, rng):
     assert np.array_equal(kernels.im2col(xp, f, s, n_h, n_w, out=buffer[:cols.size]), cols)
 
 
+@pytest.mark.parametrize("shape, f", [((2, 12, 12, 1), 5), ((2, 9, 11, 3), 2), ((3, 10, 9, 3), 3),  # short rows
+                                      ((2, 8, 10, 6), 3)])                                          # wide rows
+def test_columns_by_window_position_are_the_definitions_rows_regrouped(shape, f, rng):
+    xp = rng.standard_normal(shape)
+    n_hc, n_wc = shape[1] - f + 1, shape[2] - f + 1  # the conv's output, stride 1
+    n_h, n_w = n_hc // 2, n_wc // 2  # a 2 × 2 / 2 pool's
+    every = im2col_naive(xp, f, 1, n_hc, n_wc).reshape(shape[0], n_hc, n_wc, -1)
+    blocks = kernels.im2col_by_window_position(xp, f, n_h, n_w, np.empty(4 * shape[0] * n_h * n_w * f * f * shape[3]))
+    for (a, b), block in zip(((0, 0), (0, 1), (1, 0), (1, 1)), blocks):
+        expected = every[:, a:2 * n_h:2, b:2 * n_w:2].reshape(-1, f * f * shape[3])
+        assert np.array_equal(block, expected), (a, b)
+
+
 @pytest.mark.parametrize("shape, f, s, k", [((2, 7, 7, 3), 3, 1, 4), ((2, 9, 9, 2), 3, 2, 3), ((1, 10, 11, 2), 4, 3, 2),
                                             ((2, 6, 6, 1), 1, 2, 2),
                                             # wide enough for the widened rows (zero tails wrap):

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import yamlnet
@@ -30,6 +30,12 @@ layer = st.one_of(
           derandomize=not os.environ.get("YAMLNET_RANDOM"), database=None)
 @given(st.lists(layer, min_size=1, max_size=3), st.integers(5, 13), st.integers(5, 13), st.integers(1, 3),
        st.sampled_from(["float32", "float64"]), st.integers(0, 10**6))
+@example([{"type": "conv2d", "filters": 4, "size": 3, "stride": 1, "padding": 1, "activation": "relu"},  # fused
+          {"type": "maxpool2d", "size": 2, "stride": 2, "padding": 0},
+          {"type": "conv2d", "filters": 3, "size": 2, "stride": 1, "padding": 0, "activation": "relu"}],
+         13, 11, 1, "float64", 5)
+@example([{"type": "conv2d", "filters": 5, "size": 2, "stride": 1, "padding": 0, "activation": "linear"},  # fused
+          {"type": "maxpool2d", "size": 2, "stride": 2, "padding": 0}], 12, 9, 3, "float32", 6)
 def test_outputs_and_gradients_agree_with_pytorch(layers, n_h, n_w, n_c, dtype, seed):
     config = {"input": [n_h, n_w, n_c], "layers": [*layers, {"type": "dense", "units": 4, "activation": "tanh"},
                                                    {"type": "dense", "units": 3}, {"type": "softmax"}],

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from yamlnet.graph import run_backward, run_forward
+from yamlnet.layers.fused import ConvMaxPool, PassThrough
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.model import Model
 
@@ -36,15 +37,20 @@ class _Timed:
 def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup: int = 2) -> dict:
     """Mean forward and backward milliseconds per layer over ``iterations`` training steps on random
     data of the model's input shape (the fused softmax cross-entropy counts as the last layer's).
-    The steps take the model's own path through its graph, on the whole batch (no shards)."""
+    The steps take the model's own path through its graph, on the whole batch (no shards), with its
+    fused layers (a conv and the max-pool it feeds, run as one: one row, ``fused`` true)."""
     rng = np.random.default_rng(0)
     x = rng.random((batch_size,) + model.input_shape).astype(model.dtype)
     n_classes = model.output_shape[0] if len(model.output_shape) == 1 else 1
     y = rng.integers(0, n_classes, batch_size)
     fused = model.layers[-1].type == "softmax" and len(model.output_shape) == 1
     last = model.graph.sources[-1][0] if fused else len(model.layers) - 1
-    times = np.zeros((2, len(model.layers)))
-    timed = [_Timed(layer, times, index) for index, layer in enumerate(model.layers)]
+    layers = model.execution(training=True)
+    times = np.zeros((2, len(layers)))
+    # a fused pool's pass-through counts as part of its conv's row
+    rows = [model.graph.sources[index][0] if isinstance(layer, PassThrough) else index
+            for index, layer in enumerate(layers)]
+    timed = [_Timed(layer, times, row) for layer, row in zip(layers, rows)]
     for step in range(warmup + iterations):
         if step == warmup:
             times[...] = 0
@@ -62,8 +68,8 @@ def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup
         "batch_size": batch_size,
         "iterations": iterations,
         "layers": [{"name": layer.name, "type": layer.type, "forward_ms": float(f), "backward_ms": float(b),
-                    "share": float((f + b) / total) if total else 0.0}
-                   for layer, f, b in zip(model.layers, forward, backward)],
+                    "share": float((f + b) / total) if total else 0.0, "fused": isinstance(layer, ConvMaxPool)}
+                   for layer, f, b in zip(layers, forward, backward) if not isinstance(layer, PassThrough)],
         "total_ms": total,
         "samples_per_s": batch_size / total * 1e3 if total else float("inf"),
     }
@@ -83,4 +89,8 @@ def render(result: dict) -> str:
            "(random data; softmax's time includes the fused loss)", rule, line(header), rule]
     out += [line(row) for row in rows]
     out += [rule, f"Total: {result['total_ms']:.3f} ms per batch, {result['samples_per_s']:,.0f} samples/s"]
+    fused = [r["name"] for r in result["layers"] if r["fused"]]
+    if fused:
+        out.append(f"Fused: {', '.join(fused)} — each a conv and the 2 × 2 max-pool it feeds, run as one layer "
+                   f"(the model file and its weights are unchanged)")
     return "\n".join(out)

@@ -10,9 +10,12 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-#: while training, a layer keeps its im2col columns for the weight gradient up to this size;
-#: past it, backward builds them again a slice at a time, so memory stays bounded
-MAX_COLS_BYTES = 256 << 20
+#: while training, a layer keeps its im2col columns for the weight gradient up to this size (per
+#: shard); past it, backward builds them again a cache-sized slice at a time. Kept columns that
+#: overflow the cache cost more than building them twice: they are written to memory and read back
+#: at memory speed (VGG's 32 × 32 × 16 layer, 19 MB of columns: forward + backward 18.1 → 11.8 ms;
+#: 3.5–4.7 MB: 1.5–2.6 kept against 1.9–3.7 rebuilt; 9.2–9.4 MB: even)
+KEEP_COLS_BYTES = 12 << 20
 #: columns are built and multiplied a slice of the batch at a time, each slice about this large,
 #: so that the multiply reads them from cache rather than memory (1.6× faster for the lecture net)
 CACHE_BYTES = 4 << 20
@@ -48,8 +51,10 @@ def im2col(xp: np.ndarray, f: int, s: int, n_h: int, n_w: int, out: np.ndarray |
     - column-major (a transposed view, which matrix multiplies take as they are): the input made
       channel-first, then one copy per kernel offset (i, j); the stretch is an output row, n_W
       values. This wins for the first layers, where C is 1 or 3. At stride 1, the input is first
-      copied once per column offset j, (C, N, H_p, n_W) each; then every (i, j) block is a run of
-      whole rows, n_H·n_W values (LeNet's first layer: 1.6× faster).
+      copied shifted by every column offset j, (f, C, N, H_p, n_W); then the blocks of a kernel row
+      i are one copy of whole rows, n_H·n_W values at a stretch (LeNet's first layer: 1.6× faster;
+      f + 1 copies instead of f², which matters when shards run side by side: each NumPy call
+      holds the GIL).
     """
     n, c = xp.shape[0], xp.shape[3]
     size = n * n_h * n_w * f * f * c
@@ -58,20 +63,63 @@ def im2col(xp: np.ndarray, f: int, s: int, n_h: int, n_w: int, out: np.ndarray |
         cols_t = buffer.reshape(f, f, c, n, n_h, n_w)
         # channel-first first (one small copy), so that every offset's copy runs along contiguous rows
         xp_c = xp.transpose(3, 0, 1, 2) if c == 1 else np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
-        if s == 1:
+        if s == 1:  # shifted[j] = xp_c[:, :, :, j:j + n_W], all in one copy
             shifted = np.empty((f, c, n, xp.shape[1], n_w), dtype=xp.dtype)
-            for j in range(f):
-                np.copyto(shifted[j], xp_c[:, :, :, j:j + n_w])
+            np.copyto(shifted, as_strided(xp_c, shape=shifted.shape, strides=(xp_c.strides[3], *xp_c.strides),
+                                          writeable=False))
         for i in range(f):
+            if s == 1:  # every j at once
+                np.copyto(cols_t[i], shifted[:, :, :, i:i + n_h])
+                continue
             for j in range(f):
-                if s == 1:
-                    np.copyto(cols_t[i, j], shifted[j][:, :, i:i + n_h])
-                else:
-                    np.copyto(cols_t[i, j], xp_c[:, :, i:i + s * (n_h - 1) + 1:s, j:j + s * (n_w - 1) + 1:s])
+                np.copyto(cols_t[i, j], xp_c[:, :, i:i + s * (n_h - 1) + 1:s, j:j + s * (n_w - 1) + 1:s])
         return cols_t.reshape(f * f * c, n * n_h * n_w).T
     cols = buffer.reshape(n, n_h, n_w, f, f, c)
     np.copyto(cols, windows(xp, f, s, n_h, n_w))
     return cols.reshape(n * n_h * n_w, f * f * c)
+
+
+#: window positions (a, b) of a 2 × 2 pool, in the row-major order its ties are broken in
+POOL_WINDOW_POSITIONS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def im2col_by_window_position(xp: np.ndarray, f: int, n_h: int, n_w: int, out: np.ndarray) -> list[np.ndarray]:
+    """The stride-1 im2col columns of the conv outputs a 2 × 2 / 2 max-pool reads, in four blocks by
+    position (a, b) in the pooling window: block 2a + b holds the outputs at (2h + a, 2w + b) for
+    h < n_h, w < n_w (the pool's output size), (N·n_h·n_w, f·f·C) each, ordered like ``im2col``'s.
+    ``out`` holds 4·N·n_h·n_w·f·f·C values.
+
+    Where a window row is short (``short_window_rows``) the blocks are column-major: the input is
+    first split by row parity and shifted by each column offset b + j, (C, N, ⌈H_p / 2⌉, n_w)
+    each, so that every (i, j) copy of a block is a run of whole rows, n_h·n_w values.
+    """
+    n, c = xp.shape[0], xp.shape[3]
+    blocks = np.split(out.reshape(-1), 4)
+    if not short_window_rows(f, c):
+        return [im2col(xp[:, a:, b:], f, 2, n_h, n_w, out=block)
+                for (a, b), block in zip(POOL_WINDOW_POSITIONS, blocks)]
+    xp_c = xp.transpose(3, 0, 1, 2) if c == 1 else np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
+    half = (xp.shape[1] + 1) // 2
+    shifted = np.empty((2, f + 1, c, n, half, n_w), dtype=xp.dtype)  # [row parity, column offset b + j]
+    for parity in range(2):
+        rows = xp_c[:, :, parity::2]
+        by_offset = as_strided(rows, shape=(f + 1, *rows.shape[:3], n_w),
+                               strides=(rows.strides[3], *rows.strides[:3], 2 * rows.strides[3]), writeable=False)
+        np.copyto(shifted[parity, :, :, :, :rows.shape[2]], by_offset)
+    columns = []
+    for (a, b), block in zip(POOL_WINDOW_POSITIONS, blocks):
+        cols_t = block.reshape(f, f, c, n, n_h, n_w)
+        for i in range(f):  # every j at once: offsets b..b + f − 1 of the shifted copies
+            start = (a + i) // 2
+            np.copyto(cols_t[i], shifted[(a + i) % 2, b:b + f, :, :, start:start + n_h])
+        columns.append(cols_t.reshape(f * f * c, n * n_h * n_w).T)
+    return columns
+
+
+def short_window_rows(f: int, c: int) -> bool:
+    """Whether a window row, f·C values, is too short a copy for row-major columns by window position
+    (measured: f·C of 5 and 9 column-major 1.5–1.7× faster; 30 and 48 row-major 2.4–3× faster)."""
+    return f * c < 16
 
 
 def offset_view(xp: np.ndarray, i: int, j: int, s: int, n_h: int, n_w: int) -> np.ndarray:

@@ -44,7 +44,7 @@ def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
     extra reader; a conv's im2col columns and input-gradient buffers. The data set is counted apart
     (the last entry) where its size is known before loading: generated shapes, a folder's images.
     """
-    from yamlnet.kernels import MAX_COLS_BYTES
+    from yamlnet.kernels import KEEP_COLS_BYTES
 
     training = config["training"]
     itemsize = BYTES[training["dtype"]]
@@ -60,7 +60,7 @@ def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
         if layer.type == "conv2d":
             n_h, n_w, _ = layer.output_shape
             per_sample = n_h * n_w * layer.f * layer.f * layer.input_shape[2] * itemsize
-            columns = min(batch * per_sample, MAX_COLS_BYTES) + 2 * batch * elements(layer.input_shape) * itemsize
+            columns = min(batch * per_sample, KEEP_COLS_BYTES) + 2 * batch * elements(layer.input_shape) * itemsize
         parts = {"weights": weights, "activations": activations, "im2col and input-gradient buffers": columns}
         estimates.append((sum(parts.values()), max(parts, key=parts.get)))
     data = config["data"]

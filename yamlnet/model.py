@@ -22,6 +22,7 @@ from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
 from yamlnet.layers.base import shape_text
 from yamlnet.layers.dropout import Dropout
+from yamlnet.layers.fused import PassThrough, fuse
 from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.memory import format_bytes, parse_size, training_memory
@@ -207,7 +208,7 @@ class Model:
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
         self._reducers: list[parallel.Reducer] = []  # of the batch being run
-        self._fold_cache: dict[int, tuple[list[Layer], list]] = {}  # per shard's layers: see _folded
+        self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
         #: ``forward``; training sets them from its data, save and load keep them with the weights.
@@ -220,36 +221,43 @@ class Model:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
         shards = self._shards(len(x), training)
-        if not training:  # batchnorm folded into the conv or dense layer before it, as serving engines do
-            shards = [(self._folded(layers), bounds) for layers, bounds in shards]
-        outputs = parallel.run([partial(run_forward, layers, self.graph, x[start:stop], training)
-                                for layers, (start, stop) in shards], tuple(self._reducers))
+        outputs = parallel.run([partial(run_forward, self.execution(training, layers), self.graph, x[start:stop],
+                                        training) for layers, (start, stop) in shards], tuple(self._reducers))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    def _folded(self, layers: list[Layer]) -> list[Layer]:
-        """``layers`` for inference, each batchnorm that alone reads a linear conv or dense layer folded
-        into it: W ← W · a, b ← b · a + c with a, c the batchnorm's per-channel scale and shift (its
-        running statistics). The folded copies are made once per shard and refreshed on every call."""
-        key = id(layers)
-        if key not in self._fold_cache:
-            folded, pairs = list(layers), []
-            for index, layer in enumerate(layers):
-                source = self.graph.sources[index]
-                if (layer.type == "batchnorm" and len(source) == 1 and source[0] != INPUT
-                        and layers[source[0]].type in ("conv2d", "dense")
-                        and layers[source[0]].activation == "linear" and self.graph.readers[source[0]] == (index,)):
-                    twin = layers[source[0]].replica()
-                    twin.params = {key: value.copy() for key, value in twin.params.items()}
-                    folded[source[0]], folded[index] = twin, _PassThrough(layer)
-                    pairs.append((layers[source[0]], layer, twin))
-            self._fold_cache[key] = (folded, pairs)
-        folded, pairs = self._fold_cache[key]
-        for original, norm, twin in pairs:
+    def execution(self, training: bool, layers: list[Layer] | None = None) -> list[Layer]:
+        """The layers as they run (default: this model's; or a shard's copies): conv + max-pool pairs
+        fused (``yamlnet.layers.fused``) and, at inference, each batchnorm that alone reads a linear
+        conv or dense layer folded into it (``_fold``). Built once per list; ``layers`` itself, the
+        weights and the file stay as they are."""
+        layers = self.layers if layers is None else layers
+        key = (id(layers), training)
+        if key not in self._executions:
+            run = fuse(layers, self.graph)
+            self._executions[key] = (run, []) if training else self._fold(run)
+        run, folds = self._executions[key]
+        for original, norm, twin in folds:  # the weights change between calls: fold them afresh
             scale, shift = norm.scale_and_shift()
             np.multiply(original.params["W"], scale, out=twin.params["W"])
             np.multiply(original.params["b"], scale, out=twin.params["b"])
             twin.params["b"] += shift
-        return folded
+        return run
+
+    def _fold(self, layers: list[Layer]) -> tuple[list[Layer], list]:
+        """``layers`` for inference, each batchnorm that alone reads a linear conv or dense layer folded
+        into a copy of it: W ← W · a, b ← b · a + c with a, c the batchnorm's per-channel scale and
+        shift (its running statistics), as serving engines do; and the (layer, batchnorm, copy) triples."""
+        folded, folds = list(layers), []
+        for index, layer in enumerate(layers):
+            source = self.graph.sources[index]
+            if (layer.type == "batchnorm" and len(source) == 1 and source[0] != INPUT
+                    and layers[source[0]].type in ("conv2d", "dense")
+                    and layers[source[0]].activation == "linear" and self.graph.readers[source[0]] == (index,)):
+                twin = layers[source[0]].replica()
+                twin.params = {key: value.copy() for key, value in twin.params.items()}
+                folded[source[0]], folded[index] = twin, PassThrough(layer, "folded")
+                folds.append((layers[source[0]], layer, twin))
+        return folded, folds
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Mean cross-entropy for integer labels y (N,), filling every layer's ``grads``.
@@ -265,7 +273,8 @@ class Model:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
-        results = parallel.run([partial(self._train_shard, layers, x[start:stop], y[start:stop], len(x))
+        results = parallel.run([partial(self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop],
+                                        len(x))
                                 for layers, (start, stop) in shards], tuple(self._reducers))
         for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
             for layer, twin in zip(self.layers, replica):
@@ -384,19 +393,6 @@ class Model:
                     np.issubdtype(shift.dtype, np.floating) and np.issubdtype(scale.dtype, np.floating)):
                 raise DataError(f"normalization arrays must both be {expected_shape} floats", file=file)
             self.normalization = (shift.astype(self.dtype), scale.astype(self.dtype))
-
-
-class _PassThrough(Layer):
-    """Stands in for a batchnorm folded into the layer before it: its output is its input."""
-
-    type = "batchnorm (folded)"
-
-    def __init__(self, layer: Layer):
-        super().__init__(layer.name, layer.config)
-        self.inputs, self.input_shape, self.output_shape = layer.inputs, layer.input_shape, layer.output_shape
-
-    def forward(self, x, training=False):
-        return x
 
 
 def build_model(source, overrides=()) -> Model:

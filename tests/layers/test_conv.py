@@ -51,7 +51,7 @@ def test_chunked_and_rebuilt_columns_give_the_same_result(rng, monkeypatch):
     whole = layer.forward(x, training=True)
     dx_whole = layer.backward(grad)
     dw_whole = layer.grads["W"].copy()
-    monkeypatch.setattr(kernels, "MAX_COLS_BYTES", 1)  # columns rebuilt in backward
+    monkeypatch.setattr(kernels, "KEEP_COLS_BYTES", 1)  # columns rebuilt in backward
     monkeypatch.setattr(kernels, "CACHE_BYTES", 1)  # one sample per chunk
     assert len(kernels.batch_chunks(5, 100)) == 5
     chunked = layer.forward(x, training=True)

@@ -69,9 +69,9 @@ class Conv2D(WindowedLayer):
         n, values_per_sample = x.shape[0], n_h * n_w * weights.shape[0]
         xp = kernels.pad(x, p)
         z = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
-        # Keep the columns for the weight gradient when they fit; the buffer is reused across
+        # Keep the columns for the weight gradient when they fit in cache; the buffer is reused across
         # batches (fresh memory costs page faults), and backward always runs before the next forward.
-        keep = training and n * values_per_sample * weights.itemsize <= kernels.MAX_COLS_BYTES
+        keep = training and n * values_per_sample * weights.itemsize <= kernels.KEEP_COLS_BYTES
         chunks = kernels.batch_chunks(n, values_per_sample * weights.itemsize)
         buffer = self.scratch.get("cols" if keep else "chunk_cols",
                                   ((n if keep else chunks[0][1]) * values_per_sample,), weights.dtype)
@@ -102,8 +102,10 @@ class Conv2D(WindowedLayer):
         dw = self.grads["W"].reshape(-1, n_filters)
         rows_per_sample = n_h * n_w
         for start, stop, cols in kept:
-            chunk_cols = cols if cols is not None else kernels.im2col(xp[start:stop], f, s, n_h, n_w)
-            chunk_dw = kernels.weight_gradient(chunk_cols, dz2[start * rows_per_sample:stop * rows_per_sample])
+            if cols is None:
+                buffer = self.scratch.get("chunk_cols", ((stop - start) * rows_per_sample * dw.shape[0],), dw.dtype)
+                cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w, out=buffer)
+            chunk_dw = kernels.weight_gradient(cols, dz2[start * rows_per_sample:stop * rows_per_sample])
             if start == 0:
                 dw[...] = chunk_dw
             else:
