@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from yamlnet import kernels
+from yamlnet.layers.activation import activate
 from yamlnet.layers.base import Layer
 
 class PassThrough(Layer):
@@ -117,11 +118,10 @@ class ConvMaxPool(Layer):
             np.maximum(pooled, z_part[2], out=pooled)
             np.maximum(pooled, z_part[3], out=pooled)
             kept.append((start, stop, cols if keep else None))
+        a = activate(conv.activation, out)  # g after the pool: they commute (ReLU works in place)
         if training:
-            self._cache = (xp, kept, z, out.copy() if conv.activation == "relu" else out)
-        if conv.activation == "relu":
-            np.maximum(out, 0, out=out)
-        return out
+            self._cache = (xp, kept, z, a)
+        return a
 
     def _blocks(self, array: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Samples start..stop of a flat array of conv outputs (or their gradients), stored chunk by
@@ -136,13 +136,14 @@ class ConvMaxPool(Layer):
 
     def backward(self, grad):
         """grad (N, n_H, n_W, n_filters) → d loss / d x (N, n_H_prev, n_W_prev, n_C_prev), or None."""
-        xp, kept, z, zmax = self._cache
+        xp, kept, z, a = self._cache
         self._cache = None
         conv = self.conv
         n, (n_h, n_w, n_filters) = len(grad), self.output_shape
         rows_per_sample = n_h * n_w
         if conv.activation == "relu":
-            grad = grad * (zmax > 0)
+            # where ReLU cut the maximum to 0 there is no gradient: elsewhere a is the maximum
+            grad = grad * (a > 0)
         remaining = grad.copy()
         is_max = np.empty(grad.shape, dtype=bool)
         dz = self.scratch.get("dz", z.shape, z.dtype)
@@ -152,7 +153,7 @@ class ConvMaxPool(Layer):
             z_part, dz_part = self._blocks(z, start, stop), self._blocks(dz, start, stop)
             left = remaining[start:stop]
             for q in range(4):  # each window's gradient to its first maximum, in row-major order
-                np.equal(z_part[q], zmax[start:stop], out=is_max[start:stop])
+                np.equal(z_part[q], a[start:stop], out=is_max[start:stop])
                 np.multiply(left, is_max[start:stop], out=dz_part[q])
                 if q < 3:
                     np.logical_not(is_max[start:stop], out=is_max[start:stop])
