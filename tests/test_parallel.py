@@ -69,6 +69,14 @@ def test_reducer_gives_every_shard_the_same_total_and_a_failure_frees_the_others
     results = parallel.run([lambda k=k: reducer.total(k, parts[k]) for k in range(3)], (reducer,))
     assert all(np.array_equal(total, [111.0, 222.0]) for total in results)
 
+    reducer = parallel.Reducer(3)  # many totals in a row: a shard that hurries on overwrites nothing
+
+    def shard(k):
+        return [reducer.total(k, np.array([10.0 ** k * call])) for call in range(300)]
+
+    for totals in parallel.run([lambda k=k: shard(k) for k in range(3)], (reducer,)):
+        assert [float(total[0]) for total in totals] == [111.0 * call for call in range(300)]
+
     reducer = parallel.Reducer(2)
 
     def fails():

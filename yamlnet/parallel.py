@@ -63,19 +63,26 @@ def shards(n: int, macs_per_sample: int) -> list[tuple[int, int]]:
 
 class Reducer:
     """Adds up small arrays across the shards of one batch, which run side by side (batchnorm's
-    whole-batch statistics): every shard gets the same total, summed in shard order."""
+    whole-batch statistics): every shard gets the same total, summed in shard order.
+
+    One barrier wait per total (each costs ~60 µs here): the parts alternate between two lists,
+    so a shard that hurries on to the next total never overwrites a part another shard is still
+    reading — to come back to this list it must pass the next barrier, which waits for that shard.
+    """
 
     def __init__(self, parts: int):
-        self._parts: list = [None] * parts
+        self._parts: list[list] = [[None] * parts, [None] * parts]
+        self._calls = [0] * parts  # totals each shard has asked for
         self._barrier = threading.Barrier(parts)
 
     def total(self, shard: int, array: np.ndarray) -> np.ndarray:
-        self._parts[shard] = array
+        parts = self._parts[self._calls[shard] % 2]
+        self._calls[shard] += 1
+        parts[shard] = array
         self._barrier.wait()
-        total = self._parts[0].copy()
-        for part in self._parts[1:]:
+        total = parts[0].copy()
+        for part in parts[1:]:
             total += part
-        self._barrier.wait()  # no shard writes its next part before every shard has read this total
         return total
 
     def abort(self) -> None:

@@ -110,8 +110,7 @@ class ConvMaxPool(Layer):
                 self.scratch.get("z_chunk", (4 * m * rows_per_sample * n_filters,), weights.dtype), 0, m)
             ).reshape(4, m * n_h, n_w * n_filters)
             cols = self._columns(xp[start:stop], part[:m * values_per_sample])
-            for q in range(4):
-                np.matmul(cols[q], weights, out=z_part[q].reshape(-1, n_filters))
+            np.matmul(cols, weights, out=z_part.reshape(4, -1, n_filters))
             z_part += bias_row
             pooled = out[start:stop].reshape(m * n_h, n_w * n_filters)
             np.maximum(z_part[0], z_part[1], out=pooled)
@@ -129,8 +128,8 @@ class ConvMaxPool(Layer):
         size = 4 * math.prod(self.output_shape)
         return array[start * size:stop * size].reshape(4, stop - start, *self.output_shape)
 
-    def _columns(self, xp: np.ndarray, buffer: np.ndarray) -> list[np.ndarray]:
-        """The im2col columns of each window position (a, b): 4 × (m·n_H·n_W, f·f·n_C_prev)."""
+    def _columns(self, xp: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+        """The im2col columns of each window position (a, b): (4, m·n_H·n_W, f·f·n_C_prev)."""
         n_h, n_w, _ = self.output_shape
         return kernels.im2col_by_window_position(xp, self.conv.f, n_h, n_w, out=buffer)
 
