@@ -283,13 +283,17 @@ THIN_COLUMNS, BLOCK_ROWS = 32, 2048
 
 
 def weight_gradient(cols: np.ndarray, dz: np.ndarray) -> np.ndarray:
-    """colsᵀ · dz: (M, f·f·C) and (M, K) → (f·f·C, K), in row blocks where the columns are few."""
-    if cols.shape[1] > THIN_COLUMNS or len(cols) <= BLOCK_ROWS:
-        return cols.T @ dz
-    total = cols[:BLOCK_ROWS].T @ dz[:BLOCK_ROWS]
-    for start in range(BLOCK_ROWS, len(cols), BLOCK_ROWS):
-        total += cols[start:start + BLOCK_ROWS].T @ dz[start:start + BLOCK_ROWS]
-    return total
+    """colsᵀ · dz: (M, f·f·C) and (M, K) → (f·f·C, K), in row blocks where the columns are few.
+    Stacks of them, (S, M, f·f·C) and (S, M, K), are summed over S as well (in one call each)."""
+    cols_t = np.swapaxes(cols, -1, -2)
+    rows = cols.shape[-2]
+    if cols.shape[-1] > THIN_COLUMNS or rows <= BLOCK_ROWS:
+        total = cols_t @ dz
+    else:
+        total = cols_t[..., :BLOCK_ROWS] @ dz[..., :BLOCK_ROWS, :]
+        for start in range(BLOCK_ROWS, rows, BLOCK_ROWS):
+            total += cols_t[..., start:start + BLOCK_ROWS] @ dz[..., start:start + BLOCK_ROWS, :]
+    return total if total.ndim == 2 else total.sum(axis=0)
 
 
 def column_sums(matrix: np.ndarray) -> np.ndarray:

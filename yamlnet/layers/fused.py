@@ -143,26 +143,27 @@ class ConvMaxPool(Layer):
         if conv.activation == "relu":
             # where ReLU cut the maximum to 0 there is no gradient: elsewhere a is the maximum
             grad = grad * (a > 0)
-        remaining = grad.copy()
-        is_max = np.empty(grad.shape, dtype=bool)
+        met = self.scratch.get("met", z.shape, bool)
+        first = self.scratch.get("first", z.shape, bool)
         dz = self.scratch.get("dz", z.shape, z.dtype)
         dw = conv.grads["W"].reshape(-1, n_filters)
         dw[...] = 0
         for start, stop, cols in kept:
             z_part, dz_part = self._blocks(z, start, stop), self._blocks(dz, start, stop)
-            left = remaining[start:stop]
-            for q in range(4):  # each window's gradient to its first maximum, in row-major order
-                np.equal(z_part[q], a[start:stop], out=is_max[start:stop])
-                np.multiply(left, is_max[start:stop], out=dz_part[q])
-                if q < 3:
-                    np.logical_not(is_max[start:stop], out=is_max[start:stop])
-                    left *= is_max[start:stop]
+            # each window's gradient to its first maximum in row-major order: the blocks where the
+            # maximum has been met by position q, then the block where it is met first
+            met_part, first_part = self._blocks(met, start, stop), self._blocks(first, start, stop)
+            np.equal(z_part, a[start:stop], out=met_part)
+            for q in range(1, 4):  # (logical_or.accumulate over this axis runs element by element)
+                np.logical_or(met_part[q], met_part[q - 1], out=met_part[q])
+            first_part[0] = met_part[0]
+            np.greater(met_part[1:], met_part[:-1], out=first_part[1:])
+            np.multiply(grad[start:stop], first_part, out=dz_part)
             if cols is None:
                 buffer = self.scratch.get("chunk_cols", (4 * (stop - start) * rows_per_sample * dw.shape[0],),
                                           dw.dtype)
                 cols = self._columns(xp[start:stop], buffer)
-            for q in range(4):
-                dw += kernels.weight_gradient(cols[q], dz_part[q].reshape(-1, n_filters))
+            dw += kernels.weight_gradient(cols, dz_part.reshape(4, -1, n_filters))
         conv.grads["b"][...] = kernels.column_sums(dz.reshape(-1, n_filters))
         if not self.needs_input_grad:
             return None
@@ -171,6 +172,6 @@ class ConvMaxPool(Layer):
         dz_conv = (np.empty if (n_hc, n_wc) == (2 * n_h, 2 * n_w) else np.zeros)((n, n_hc, n_wc, n_filters),
                                                                                  dtype=grad.dtype)
         for start, stop, _ in kept:
-            for (a, b), block in zip(kernels.POOL_WINDOW_POSITIONS, self._blocks(dz, start, stop)):
-                dz_conv[start:stop, a:2 * n_h:2, b:2 * n_w:2] = block
+            for (row, column), block in zip(kernels.POOL_WINDOW_POSITIONS, self._blocks(dz, start, stop)):
+                dz_conv[start:stop, row:2 * n_h:2, column:2 * n_w:2] = block
         return kernels.unpad(kernels.conv_input_grad(dz_conv, conv.params["W"], 1, xp.shape, self.scratch), conv.p)
