@@ -79,9 +79,14 @@ def test_column_sums_and_chunks(rng):
 
 
 @pytest.mark.parametrize("rows, columns", [(5000, 25), (2048, 9), (7, 3), (4100, 40)])
-def test_weight_gradient_in_row_blocks_equals_one_product(rows, columns):
+def test_weight_gradient_in_row_blocks_equals_one_product_and_stacks_add_up(rows, columns):
     rng = np.random.default_rng(0)
     cols, dz = rng.standard_normal((rows, columns)), rng.standard_normal((rows, 6))
     assert np.allclose(kernels.weight_gradient(cols, dz), cols.T @ dz, rtol=1e-12, atol=1e-10)
     thin = np.ascontiguousarray(cols.T).T  # the column-major layout im2col gives thin inputs
     assert np.allclose(kernels.weight_gradient(thin, dz), cols.T @ dz, rtol=1e-12, atol=1e-10)
+    stack, dz_stack = rng.standard_normal((3, rows, columns)), rng.standard_normal((3, rows, 6))
+    expected = sum(block.T @ part for block, part in zip(stack, dz_stack))
+    assert np.allclose(kernels.weight_gradient(stack, dz_stack), expected, rtol=1e-12, atol=1e-10)
+    thin_stack = np.ascontiguousarray(stack.transpose(0, 2, 1)).transpose(0, 2, 1)
+    assert np.allclose(kernels.weight_gradient(thin_stack, dz_stack), expected, rtol=1e-12, atol=1e-10)

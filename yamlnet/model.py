@@ -232,9 +232,9 @@ class Model:
         weights and the file stay as they are."""
         layers = self.layers if layers is None else layers
         key = (id(layers), training)
-        if key not in self._executions:
-            run = fuse(layers, self.graph)
-            self._executions[key] = (run, []) if training else self._fold(run)
+        if key not in self._executions:  # inference shares training's fused layers (and their buffers)
+            self._executions[key] = (fuse(layers, self.graph), []) if training else \
+                self._fold(self.execution(True, layers))
         run, folds = self._executions[key]
         for original, norm, twin in folds:  # the weights change between calls: fold them afresh
             scale, shift = norm.scale_and_shift()

@@ -70,10 +70,11 @@ class Conv2D(WindowedLayer):
         xp = kernels.pad(x, p)
         z = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
         # Keep the columns for the weight gradient when they fit in cache; the buffer is reused across
-        # batches (fresh memory costs page faults), and backward always runs before the next forward.
+        # batches and by inference (fresh memory costs page faults), and backward always runs before
+        # the next forward; backward rebuilds unkept columns in it, a slice at a time.
         keep = training and n * values_per_sample * weights.itemsize <= kernels.KEEP_COLS_BYTES
         chunks = kernels.batch_chunks(n, values_per_sample * weights.itemsize)
-        buffer = self.scratch.get("cols" if keep else "chunk_cols",
+        buffer = self.scratch.get("cols",
                                   ((n if keep else chunks[0][1]) * values_per_sample,), weights.dtype)
         bias_row = np.tile(self.params["b"], n_w)  # added to rows of n_W·K values: a fast broadcast
         kept = []
@@ -103,7 +104,7 @@ class Conv2D(WindowedLayer):
         rows_per_sample = n_h * n_w
         for start, stop, cols in kept:
             if cols is None:
-                buffer = self.scratch.get("chunk_cols", ((stop - start) * rows_per_sample * dw.shape[0],), dw.dtype)
+                buffer = self.scratch.get("cols", ((stop - start) * rows_per_sample * dw.shape[0],), dw.dtype)
                 cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w, out=buffer)
             chunk_dw = kernels.weight_gradient(cols, dz2[start * rows_per_sample:stop * rows_per_sample])
             if start == 0:

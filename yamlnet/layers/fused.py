@@ -96,19 +96,17 @@ class ConvMaxPool(Layer):
         xp = kernels.pad(x, conv.p)
         keep = training and n * values_per_sample * weights.itemsize <= kernels.KEEP_COLS_BYTES
         chunks = kernels.batch_chunks(n, values_per_sample * weights.itemsize)
-        buffer = self.scratch.get("cols" if keep else "chunk_cols",
+        buffer = self.scratch.get("cols",
                                   ((n if keep else chunks[0][1]) * values_per_sample,), weights.dtype)
-        # z: the conv's outputs, chunk by chunk (``_blocks``)
-        z = self.scratch.get("z", (4 * n * rows_per_sample * n_filters,), weights.dtype) if training else None
+        # z: the conv's outputs, chunk by chunk (``_blocks``); kept for backward while training
+        z = self.scratch.get("z", (4 * n * rows_per_sample * n_filters,), weights.dtype)
         out = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
         bias_row = np.tile(conv.params["b"], n_w)
         kept = []
         for start, stop in chunks:
             m = stop - start
             part = buffer[start * values_per_sample:stop * values_per_sample] if keep else buffer
-            z_part = (self._blocks(z, start, stop) if training else self._blocks(
-                self.scratch.get("z_chunk", (4 * m * rows_per_sample * n_filters,), weights.dtype), 0, m)
-            ).reshape(4, m * n_h, n_w * n_filters)
+            z_part = self._blocks(z, start, stop).reshape(4, m * n_h, n_w * n_filters)
             cols = self._columns(xp[start:stop], part[:m * values_per_sample])
             np.matmul(cols, weights, out=z_part.reshape(4, -1, n_filters))
             z_part += bias_row
@@ -144,23 +142,21 @@ class ConvMaxPool(Layer):
             # where ReLU cut the maximum to 0 there is no gradient: elsewhere a is the maximum
             grad = grad * (a > 0)
         met = self.scratch.get("met", z.shape, bool)
-        first = self.scratch.get("first", z.shape, bool)
-        dz = self.scratch.get("dz", z.shape, z.dtype)
+        dz = z  # each block's gradient overwrites its outputs, once they have been compared
         dw = conv.grads["W"].reshape(-1, n_filters)
         dw[...] = 0
         for start, stop, cols in kept:
-            z_part, dz_part = self._blocks(z, start, stop), self._blocks(dz, start, stop)
-            # each window's gradient to its first maximum in row-major order: the blocks where the
-            # maximum has been met by position q, then the block where it is met first
-            met_part, first_part = self._blocks(met, start, stop), self._blocks(first, start, stop)
-            np.equal(z_part, a[start:stop], out=met_part)
+            dz_part, met_part = self._blocks(dz, start, stop), self._blocks(met, start, stop)
+            # each window's gradient to its first maximum in row-major order: whether the maximum has
+            # been met by block q (running ORs), then whether it is met first at q
+            np.equal(dz_part, a[start:stop], out=met_part)
             for q in range(1, 4):  # (logical_or.accumulate over this axis runs element by element)
                 np.logical_or(met_part[q], met_part[q - 1], out=met_part[q])
-            first_part[0] = met_part[0]
-            np.greater(met_part[1:], met_part[:-1], out=first_part[1:])
-            np.multiply(grad[start:stop], first_part, out=dz_part)
+            for q in range(3, 0, -1):
+                np.greater(met_part[q], met_part[q - 1], out=met_part[q])
+            np.multiply(grad[start:stop], met_part, out=dz_part)
             if cols is None:
-                buffer = self.scratch.get("chunk_cols", (4 * (stop - start) * rows_per_sample * dw.shape[0],),
+                buffer = self.scratch.get("cols", (4 * (stop - start) * rows_per_sample * dw.shape[0],),
                                           dw.dtype)
                 cols = self._columns(xp[start:stop], buffer)
             dw += kernels.weight_gradient(cols, dz_part.reshape(4, -1, n_filters))
