@@ -58,7 +58,8 @@ def test_columns_by_window_position_are_the_definitions_rows_regrouped(shape, f,
                                             ((3, 5, 40, 2), 3, 1, 3), ((3, 9, 41, 3), 3, 2, 2), ((2, 7, 50, 1), 4, 3, 2)])
 @pytest.mark.parametrize("cache_bytes", [kernels.CACHE_BYTES, 1])  # one slice of the batch, or one per sample
 @pytest.mark.parametrize("banded", [None, True, False])  # as chosen by shape, or forced either way
-def test_input_gradient_is_the_adjoint_of_the_convolution(shape, f, s, k, cache_bytes, banded, rng, monkeypatch):
+def test_input_gradient_is_the_adjoint_of_the_convolution(shape, f, s, k, cache_bytes, banded, rng,
+                                                          monkeypatch):
     monkeypatch.setattr(kernels, "CACHE_BYTES", cache_bytes)
     if banded is not None:
         monkeypatch.setattr(kernels, "banded_pays", lambda f, w_p: banded)

@@ -273,9 +273,9 @@ class Model:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
-        results = parallel.run([partial(self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop],
-                                        len(x))
-                                for layers, (start, stop) in shards], tuple(self._reducers))
+        results = parallel.run([partial(self._train_shard, self.execution(True, layers), x[start:stop],
+                                        y[start:stop], len(x)) for layers, (start, stop) in shards],
+                               tuple(self._reducers))
         for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
             for layer, twin in zip(self.layers, replica):
                 for key, grad in layer.grads.items():
