@@ -43,8 +43,8 @@ def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup
     x = rng.random((batch_size,) + model.input_shape).astype(model.dtype)
     n_classes = model.output_shape[0] if len(model.output_shape) == 1 else 1
     y = rng.integers(0, n_classes, batch_size)
-    fused = model.layers[-1].type == "softmax" and len(model.output_shape) == 1
-    last = model.graph.sources[-1][0] if fused else len(model.layers) - 1
+    last = model.logits_at if len(model.output_shape) == 1 else len(model.layers) - 1
+    softmax_in_loss = last != len(model.layers) - 1  # the softmax's time is the fused loss's
     layers = model.execution(training=True)
     times = np.zeros((2, len(layers)))
     # a fused pool's pass-through counts as part of its conv's row
@@ -56,11 +56,11 @@ def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup
             times[...] = 0
         out = run_forward(timed, model.graph, x, training=True, until=last)
         started = time.perf_counter()
-        if fused:
+        if softmax_in_loss:
             _, grad, _ = softmax_cross_entropy(out, y)
         else:
             grad = np.ones_like(out) / out.size
-        times[0, -1 if fused else last] += time.perf_counter() - started
+        times[0, -1 if softmax_in_loss else last] += time.perf_counter() - started
         run_backward(timed, model.graph, grad, last)
     forward, backward = times / iterations * 1e3
     total = float(forward.sum() + backward.sum())

@@ -296,6 +296,22 @@ def weight_gradient(cols: np.ndarray, dz: np.ndarray) -> np.ndarray:
     return total if total.ndim == 2 else total.sum(axis=0)
 
 
+def column_slices(scratch: Scratch, n: int, values_per_sample: int, dtype,
+                  training: bool) -> tuple[bool, list[tuple[int, int, np.ndarray]]]:
+    """A layer's batch of n in cache-sized slices, each (start, stop, the part of the layer's "cols"
+    buffer to build its columns in), and whether they are kept for the weight gradient: while
+    training, when they fit ``KEEP_COLS_BYTES`` (then each slice has its own part), else every slice
+    reuses one slice's worth. The buffer lives from batch to batch (fresh memory costs page faults)
+    and serves inference too; backward always runs before the next forward."""
+    slice_bytes = values_per_sample * np.dtype(dtype).itemsize
+    keep = training and n * slice_bytes <= KEEP_COLS_BYTES
+    chunks = batch_chunks(n, slice_bytes)
+    buffer = scratch.get("cols", ((n if keep else chunks[0][1]) * values_per_sample,), dtype)
+    return keep, [(start, stop, buffer[(start if keep else 0) * values_per_sample:
+                                       (stop if keep else stop - start) * values_per_sample])
+                  for start, stop in chunks]
+
+
 def column_sums(matrix: np.ndarray) -> np.ndarray:
     """Sum over axis 0 of (M, K) as one matrix-vector product: much faster than .sum(axis=0) for small K."""
     return np.ones(matrix.shape[0], dtype=matrix.dtype) @ matrix

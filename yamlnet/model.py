@@ -203,7 +203,10 @@ class Model:
         for index, layer in enumerate(self.layers):
             layer.needs_input_grad = any(trainable_upstream[source] for source in self.graph.sources[index])
             trainable_upstream[index] = bool(layer.params) or layer.needs_input_grad
-        self._fused = self.layers[-1].type == "softmax"
+        self._ends_in_softmax = self.layers[-1].type == "softmax"
+        #: the layer whose outputs the loss takes as logits: a final softmax's input (training fuses
+        #: the softmax with cross-entropy), else the last layer
+        self.logits_at = self.graph.sources[-1][0] if self._ends_in_softmax else len(self.layers) - 1
         self._replicas: list[list[Layer]] = [self.layers]  # one copy of the layers per shard
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
@@ -287,10 +290,9 @@ class Model:
     def _train_shard(self, layers: list[Layer], x: np.ndarray, y: np.ndarray,
                      batch_size: int) -> tuple[float, np.ndarray]:
         """Forward, fused loss and backward of one shard, filling ``layers``' grads."""
-        logits_at = self.graph.sources[-1][0] if self._fused else len(layers) - 1
-        logits = run_forward(layers, self.graph, x, training=True, until=logits_at)
+        logits = run_forward(layers, self.graph, x, training=True, until=self.logits_at)
         loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
-        run_backward(layers, self.graph, grad, logits_at)
+        run_backward(layers, self.graph, grad, self.logits_at)
         return loss, probs
 
     def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
@@ -322,7 +324,7 @@ class Model:
         out = []
         for start in range(0, len(x), batch_size):
             y = self.forward(x[start:start + batch_size])
-            out.append(y if self._fused else softmax(y))  # without a softmax layer, outputs are logits
+            out.append(y if self._ends_in_softmax else softmax(y))  # without a softmax layer, outputs are logits
         return np.concatenate(out) if out else np.zeros((0,) + self.output_shape, self.dtype)
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:

@@ -69,18 +69,11 @@ class Conv2D(WindowedLayer):
         n, values_per_sample = x.shape[0], n_h * n_w * weights.shape[0]
         xp = kernels.pad(x, p)
         z = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
-        # Keep the columns for the weight gradient when they fit in cache; the buffer is reused across
-        # batches and by inference (fresh memory costs page faults), and backward always runs before
-        # the next forward; backward rebuilds unkept columns in it, a slice at a time.
-        keep = training and n * values_per_sample * weights.itemsize <= kernels.KEEP_COLS_BYTES
-        chunks = kernels.batch_chunks(n, values_per_sample * weights.itemsize)
-        buffer = self.scratch.get("cols",
-                                  ((n if keep else chunks[0][1]) * values_per_sample,), weights.dtype)
+        keep, slices = kernels.column_slices(self.scratch, n, values_per_sample, weights.dtype, training)
         bias_row = np.tile(self.params["b"], n_w)  # added to rows of n_W·K values: a fast broadcast
         kept = []
-        for start, stop in chunks:  # columns, multiply, bias and g while the slice is in cache
-            part = buffer[start * values_per_sample:stop * values_per_sample] if keep else buffer
-            cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w, out=part[:(stop - start) * values_per_sample])
+        for start, stop, part in slices:  # columns, multiply, bias and g while the slice is in cache
+            cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w, out=part)
             z_part = z[start:stop]
             np.matmul(cols, weights, out=z_part.reshape(-1, n_filters))
             z_part.reshape(-1, n_w * n_filters)[...] += bias_row

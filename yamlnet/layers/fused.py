@@ -96,23 +96,18 @@ class ConvMaxPool(Layer):
         n, rows_per_sample = len(x), n_h * n_w  # rows of one block, per sample
         values_per_sample = 4 * rows_per_sample * weights.shape[0]
         xp = kernels.pad(x, conv.p)
-        keep = training and n * values_per_sample * weights.itemsize <= kernels.KEEP_COLS_BYTES
-        chunks = kernels.batch_chunks(n, values_per_sample * weights.itemsize)
-        buffer = self.scratch.get("cols",
-                                  ((n if keep else chunks[0][1]) * values_per_sample,), weights.dtype)
+        keep, slices = kernels.column_slices(self.scratch, n, values_per_sample, weights.dtype, training)
         # z: the conv's outputs, chunk by chunk (``_blocks``); kept for backward while training
         z = self.scratch.get("z", (4 * n * rows_per_sample * n_filters,), weights.dtype)
         out = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
         bias_row = np.tile(conv.params["b"], n_w)
         kept = []
-        for start, stop in chunks:
-            m = stop - start
-            part = buffer[start * values_per_sample:stop * values_per_sample] if keep else buffer
-            z_part = self._blocks(z, start, stop).reshape(4, m * n_h, n_w * n_filters)
-            cols = self._columns(xp[start:stop], part[:m * values_per_sample])
+        for start, stop, part in slices:
+            z_part = self._blocks(z, start, stop).reshape(4, (stop - start) * n_h, n_w * n_filters)
+            cols = self._columns(xp[start:stop], part)
             np.matmul(cols, weights, out=z_part.reshape(4, -1, n_filters))
             z_part += bias_row
-            pooled = out[start:stop].reshape(m * n_h, n_w * n_filters)
+            pooled = out[start:stop].reshape(-1, n_w * n_filters)
             np.maximum(z_part[0], z_part[1], out=pooled)
             np.maximum(pooled, z_part[2], out=pooled)
             np.maximum(pooled, z_part[3], out=pooled)
