@@ -72,6 +72,33 @@ def test_input_gradient_is_the_adjoint_of_the_convolution(shape, f, s, k, cache_
         assert np.allclose(dxp, input_grad_naive(dz, w, s, shape))
 
 
+@pytest.mark.parametrize("shape, f, p, k", [((2, 7, 7, 3), 3, 1, 4), ((2, 6, 9, 16), 3, 1, 8),  # "same"
+                                            ((1, 8, 6, 2), 5, 2, 3), ((2, 9, 30, 1), 5, 2, 2),  # f = 5, "same"
+                                            ((2, 5, 5, 2), 2, 1, 3), ((2, 6, 5, 3), 4, 2, 2),   # even f
+                                            ((2, 5, 6, 2), 3, 2, 3), ((2, 4, 4, 1), 5, 4, 2)])  # p up to f − 1
+@pytest.mark.parametrize("cache_bytes", [kernels.CACHE_BYTES, 1])  # one slice of the batch, or one per sample
+def test_gradients_from_dz_columns_equal_the_definitions(shape, f, p, k, cache_bytes, rng, monkeypatch):
+    monkeypatch.setattr(kernels, "CACHE_BYTES", cache_bytes)
+    assert kernels.grads_from_dz_columns_pay(f, 1, p)
+    x = rng.standard_normal(shape)
+    padded_shape = (shape[0], shape[1] + 2 * p, shape[2] + 2 * p, shape[3])
+    n_h, n_w = padded_shape[1] - f + 1, padded_shape[2] - f + 1
+    dz = rng.standard_normal((shape[0], n_h, n_w, k))
+    w = rng.standard_normal((f, f, shape[3], k))
+    scratch = kernels.Scratch()
+    for _ in range(2):  # the second call reuses the scratch buffers
+        dx, dw = kernels.conv_grads_from_dz_columns(x, dz, w, p, scratch)
+        assert np.allclose(dx, kernels.unpad(input_grad_naive(dz, w, 1, padded_shape), p))
+        cols = im2col_naive(kernels.pad(x, p), f, 1, n_h, n_w)
+        assert np.allclose(dw, (cols.T @ dz.reshape(-1, k)).reshape(w.shape))
+
+
+def test_gradients_from_dz_columns_serve_stride_1_at_least_same_size_outputs_only():
+    assert [p for p in range(6) if kernels.grads_from_dz_columns_pay(5, 1, p)] == [2, 3, 4]
+    assert [p for p in range(4) if kernels.grads_from_dz_columns_pay(2, 1, p)] == [1]
+    assert not kernels.grads_from_dz_columns_pay(3, 2, 1)
+
+
 def test_column_sums_and_chunks(rng):
     matrix = rng.standard_normal((1000, 6))
     assert np.allclose(kernels.column_sums(matrix), matrix.sum(axis=0))

@@ -61,6 +61,19 @@ def test_chunked_and_rebuilt_columns_give_the_same_result(rng, monkeypatch):
     assert rel_error(dw_whole, layer.grads["W"]) < 1e-12
 
 
+def test_both_backward_paths_give_the_same_gradients(rng, monkeypatch):
+    layer = make_layer((6, 7, 3), {"type": "conv2d", "filters": 4, "size": 3, "padding": "same", "activation": "relu"})
+    assert layer._grads_from_dz_columns()
+    x, grad = rng.standard_normal((3, 6, 7, 3)), rng.standard_normal((3, 6, 7, 4))
+    results = []
+    for from_dz in (True, False):
+        monkeypatch.setattr(kernels, "grads_from_dz_columns_pay", lambda f, s, p: from_dz)
+        a = layer.forward(x, training=True)
+        results.append((a, layer.backward(grad), layer.grads["W"].copy(), layer.grads["b"].copy()))
+    for from_dz, from_x in zip(*results):
+        assert rel_error(from_dz, from_x) < 1e-12
+
+
 def test_first_layer_computes_no_input_gradient(rng):
     import yamlnet
     model = yamlnet.build_model({"input": [5, 5, 1], "layers": [

@@ -18,9 +18,11 @@ class Conv2D(WindowedLayer):
     (N, n_H, n_W, n_filters) with n_H = floor((n_H_prev + 2p − f) / s) + 1.
 
     Forward is im2col: a strided window view, one copy into (N·n_H·n_W, f·f·n_C_prev) columns,
-    one matrix multiply — a cache-sized slice of the batch at a time. The weight gradient is one
-    multiply with the same columns; the input gradient one small multiply and one strided add per
-    kernel offset (``kernels.conv_input_grad``, never np.add.at), skipped for the first layer.
+    one matrix multiply — a cache-sized slice of the batch at a time. Backward, at stride 1 with
+    "same" padding, takes both gradients from dz's columns (``kernels.conv_grads_from_dz_columns``:
+    two well-shaped multiplies); otherwise the weight gradient is one multiply with x's columns and
+    the input gradient one small multiply and one strided add per kernel offset
+    (``kernels.conv_input_grad``, never np.add.at). The first layer computes no input gradient.
     """
 
     description = "convolution: filters of f × f × n_C_prev weights plus one bias each"
@@ -69,7 +71,8 @@ class Conv2D(WindowedLayer):
         n, values_per_sample = x.shape[0], n_h * n_w * weights.shape[0]
         xp = kernels.pad(x, p)
         z = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
-        keep, slices = kernels.column_slices(self.scratch, n, values_per_sample, weights.dtype, training)
+        keep, slices = kernels.column_slices(self.scratch, n, values_per_sample, weights.dtype,
+                                             training and not self._grads_from_dz_columns())
         bias_row = np.tile(self.params["b"], n_w)  # added to rows of n_W·K values: a fast broadcast
         kept = []
         for start, stop, part in slices:  # columns, multiply, bias and g while the slice is in cache
@@ -82,17 +85,24 @@ class Conv2D(WindowedLayer):
                 z_part[...] = a_part
             kept.append((start, stop, cols if keep else None))
         if training:
-            self._cache = (xp, kept, z)
+            self._cache = (x, xp, kept, z)
         return z
+
+    def _grads_from_dz_columns(self) -> bool:
+        return self.needs_input_grad and kernels.grads_from_dz_columns_pay(self.f, self.s, self.p)
 
     def backward(self, grad):
         """grad (N, n_H, n_W, n_filters) → d loss / d x (N, n_H_prev, n_W_prev, n_C_prev), or None."""
-        xp, kept, a = self._cache
+        x, xp, kept, a = self._cache
         self._cache = None
         f, s = self.f, self.s
         n_h, n_w, n_filters = self.output_shape
         dz = activate_backward(self.activation, a, grad)
         dz2 = dz.reshape(-1, n_filters)
+        self.grads["b"][...] = kernels.column_sums(dz2)
+        if self._grads_from_dz_columns():
+            dx, self.grads["W"][...] = kernels.conv_grads_from_dz_columns(x, dz, self.params["W"], self.p, self.scratch)
+            return dx
         dw = self.grads["W"].reshape(-1, n_filters)
         rows_per_sample = n_h * n_w
         for start, stop, cols in kept:
@@ -104,7 +114,6 @@ class Conv2D(WindowedLayer):
                 dw[...] = chunk_dw
             else:
                 dw += chunk_dw
-        self.grads["b"][...] = kernels.column_sums(dz2)
         if not self.needs_input_grad:
             return None
         return kernels.unpad(kernels.conv_input_grad(dz, self.params["W"], s, xp.shape, self.scratch), self.p)
