@@ -71,8 +71,9 @@ class Conv2D(WindowedLayer):
         n, values_per_sample = x.shape[0], n_h * n_w * weights.shape[0]
         xp = kernels.pad(x, p)
         z = np.empty((n, n_h, n_w, n_filters), dtype=weights.dtype)
+        from_dz = self._grads_from_dz_columns()  # then backward needs neither x's columns nor xp
         keep, slices = kernels.column_slices(self.scratch, n, values_per_sample, weights.dtype,
-                                             training and not self._grads_from_dz_columns())
+                                             training and not from_dz)
         bias_row = np.tile(self.params["b"], n_w)  # added to rows of n_W·K values: a fast broadcast
         kept = []
         for start, stop, part in slices:  # columns, multiply, bias and g while the slice is in cache
@@ -85,7 +86,7 @@ class Conv2D(WindowedLayer):
                 z_part[...] = a_part
             kept.append((start, stop, cols if keep else None))
         if training:
-            self._cache = (x, xp, kept, z)
+            self._cache = (x, None if from_dz else xp, kept, z)
         return z
 
     def _grads_from_dz_columns(self) -> bool:
