@@ -101,7 +101,7 @@ class Conv2D(WindowedLayer):
         dz = activate_backward(self.activation, a, grad)
         dz2 = dz.reshape(-1, n_filters)
         self.grads["b"][...] = kernels.column_sums(dz2)
-        if self._grads_from_dz_columns():
+        if xp is None:  # forward chose dz's columns for both gradients
             dx, self.grads["W"][...] = kernels.conv_grads_from_dz_columns(x, dz, self.params["W"], self.p, self.scratch)
             return dx
         dw = self.grads["W"].reshape(-1, n_filters)
