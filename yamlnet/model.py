@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yamlnet import kernels, parallel
+from yamlnet import kernels, parallel, workers
 from yamlnet.config import Document, resolve
 from yamlnet.data import DATASETS, class_names
 from yamlnet.errors import DataError, ShapeError
@@ -211,6 +211,7 @@ class Model:
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
         self._reducers: list[parallel.Reducer] = []  # of the batch being run
+        self._workers: workers.ShardWorkers | None = None  # training shards 1 … S − 1 in processes
         self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
@@ -276,13 +277,17 @@ class Model:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
-        results = parallel.run([partial(self._train_shard, self.execution(True, layers), x[start:stop],
-                                        y[start:stop], len(x)) for layers, (start, stop) in shards],
-                               tuple(self._reducers))
-        for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
-            for layer, twin in zip(self.layers, replica):
-                for key, grad in layer.grads.items():
-                    grad += twin.grads[key]
+        tasks = [partial(self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop], len(x))
+                 for layers, (start, stop) in shards]
+        processes = self._shard_workers([bounds for _, bounds in shards])
+        if processes is not None:
+            results = processes.run(self, x, y, [bounds for _, bounds in shards], tasks[0])
+        else:
+            results = parallel.run(tasks, tuple(self._reducers))
+            for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
+                for layer, twin in zip(self.layers, replica):
+                    for key, grad in layer.grads.items():
+                        grad += twin.grads[key]
         loss = sum(shard_loss for shard_loss, _ in results)
         probs = [shard_probs for _, shard_probs in results]
         return loss, probs[0] if len(probs) == 1 else np.concatenate(probs)
@@ -294,6 +299,26 @@ class Model:
         loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
         run_backward(layers, self.graph, grad, self.logits_at)
         return loss, probs
+
+    def _shard_workers(self, bounds: list[tuple[int, int]]) -> "workers.ShardWorkers | None":
+        """The worker processes for a training batch cut at ``bounds`` (``yamlnet.workers``), forked
+        at the first such batch (again for a larger one); None: run the shards as threads (one
+        shard, no fork here, or a batch cut into another number of shards than the workers')."""
+        if len(bounds) < 2 or not workers.ENABLED:
+            return None
+        largest = max(stop - start for start, stop in bounds[1:])
+        if self._workers is None or self._workers.closed or largest > self._workers.capacity:
+            if self._workers is not None:
+                self._workers.close()
+            self._workers = workers.ShardWorkers(self, len(bounds), largest)
+        return self._workers if self._workers.n_shards == len(bounds) else None
+
+    def close_workers(self) -> None:
+        """End the worker processes of training shards, if any (``yamlnet.workers``): the next
+        training step forks new ones. They also end when the model is dropped or Python exits."""
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
     def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
         """The batch's shards (``yamlnet.parallel``), each with its own copy of the layers: the first

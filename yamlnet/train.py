@@ -110,6 +110,8 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
         return trainer.run()
     finally:
         reporter.close()
+        if "trainer" in locals():
+            trainer.model.close_workers()
 
 
 #: what may change on --resume: more (or fewer) epochs; everything else is the run as it was

@@ -1,0 +1,136 @@
+"""Training shards in worker processes: the same numbers as the threads, and no hang or stray process
+when a worker or the trainer fails mid-step."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import yamlnet
+from yamlnet import parallel, workers
+
+pytestmark = pytest.mark.skipif(not workers.ENABLED, reason="worker processes need fork (Linux)")
+
+#: a graph with batchnorm (totals across the shards), dropout (draws made for the whole batch) and a
+#: conv + max-pool pair (run fused)
+NET = {
+    "input": [8, 8, 2],
+    "layers": [
+        {"name": "c1", "type": "conv2d", "filters": 3, "size": 3, "padding": "same", "activation": "relu"},
+        {"name": "p1", "type": "maxpool2d", "size": 2},
+        {"name": "c2", "type": "conv2d", "filters": 3, "size": 3, "padding": "same"},
+        {"name": "bn", "type": "batchnorm"},
+        {"name": "sum", "type": "add", "inputs": ["bn", "p1"], "activation": "relu"},
+        {"name": "flat", "type": "flatten"},
+        {"name": "drop", "type": "dropout", "rate": 0.3},
+        {"name": "fc", "type": "dense", "units": 4},
+        {"name": "prediction", "type": "softmax"},
+    ],
+    "data": {"dataset": "shapes", "n_samples": 20},
+    "training": {"dtype": "float64", "seed": 5},
+}
+
+
+@pytest.fixture(autouse=True)
+def shards_and_a_deadline(monkeypatch):
+    """Every batch cut into shards; a test that hangs fails after a minute instead of stalling CI."""
+    monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
+
+    def hung(signum, frame):
+        raise TimeoutError("a worker test hung")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def steps(monkeypatch, processes: bool, n_workers: int, batches) -> list:
+    """Train NET on the batches (x, y) with plain SGD; each step's loss, probabilities, gradients and
+    batchnorm state."""
+    monkeypatch.setattr(workers, "ENABLED", processes)
+    monkeypatch.setattr(parallel, "n_workers", lambda: n_workers)
+    model = yamlnet.build_model(NET)
+    seen = []
+    for x, y in batches:
+        loss, probs = model.train_step_forward(x, y)
+        seen.append((loss, probs, {key: grad.copy() for key, grad in model.gradients().items()},
+                     {key: state.copy() for key, state in model.states().items()}))
+        for key, param in model.parameters().items():
+            param -= 0.1 * model.gradients()[key]
+    assert (model._workers is not None) == processes
+    model.close_workers()
+    return seen
+
+
+def batch(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 8, 8, 2)), rng.integers(0, 4, n)
+
+
+@pytest.mark.parametrize("n_workers", [2, 3])
+def test_processes_give_exactly_what_threads_give(monkeypatch, n_workers):
+    """Bit for bit, over steps that update the weights; batches of other sizes too (a larger one
+    forks the workers again with bigger buffers, one cut into fewer shards runs on threads)."""
+    batches = [batch(12, 0), batch(12, 1), batch(30, 2), batch(2, 3), batch(12, 4)]
+    threads = steps(monkeypatch, False, n_workers, batches)
+    processes = steps(monkeypatch, True, n_workers, batches)
+    for (loss, probs, grads, states), (loss2, probs2, grads2, states2) in zip(threads, processes):
+        assert loss == loss2 and np.array_equal(probs, probs2)
+        for key in grads:
+            assert np.array_equal(grads[key], grads2[key]), key
+        for key in states:
+            assert np.array_equal(states[key], states2[key]), key
+
+
+def first_step(monkeypatch):
+    """A model (without dropout: the same weights give the same loss) after one step in processes."""
+    monkeypatch.setattr(parallel, "n_workers", lambda: 2)
+    model = yamlnet.build_model({**NET, "layers": [{**layer, "rate": 0} if layer["type"] == "dropout" else layer
+                                                   for layer in NET["layers"]]})
+    x, y = batch(12, 0)
+    loss, _ = model.train_step_forward(x, y)
+    return model, x, y, loss
+
+
+def test_a_worker_that_dies_is_an_error_and_the_next_step_forks_a_new_one(monkeypatch):
+    model, x, y, loss = first_step(monkeypatch)
+    (pid,) = model._workers.pids
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(workers.WorkerError, match="worker process stopped"):
+        model.train_step_forward(x, y)
+    assert model._workers.closed
+    assert model.train_step_forward(x, y)[0] == loss  # the weights did not change
+    assert model._workers.pids != [pid]
+    model.close_workers()
+
+
+def test_an_error_in_the_trainers_shard_ends_the_workers_waiting_for_it(monkeypatch):
+    """The worker waits at batchnorm's barrier for the trainer, which fails first: no hang."""
+    model, x, y, loss = first_step(monkeypatch)
+    (pid,) = model._workers.pids
+    original = model._train_shard
+
+    def fails(*args):
+        raise KeyboardInterrupt  # a second Ctrl-C
+
+    monkeypatch.setattr(model, "_train_shard", fails)
+    with pytest.raises(KeyboardInterrupt):
+        model.train_step_forward(x, y)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # ended and reaped
+    monkeypatch.setattr(model, "_train_shard", original)
+    assert model.train_step_forward(x, y)[0] == loss
+    model.close_workers()
+
+
+def test_closing_or_dropping_a_model_ends_its_workers(monkeypatch):
+    model, *_ = first_step(monkeypatch)
+    (pid,) = model._workers.pids
+    del model  # the finalizer closes the pipes and reaps the worker
+    import gc
+    gc.collect()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
