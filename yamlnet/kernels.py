@@ -346,6 +346,15 @@ def column_slices(scratch: Scratch, n: int, values_per_sample: int, dtype,
                   for start, stop in chunks]
 
 
+def channel_rows(x: np.ndarray, *vectors: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """x (..., n_W, C) as rows of n_W·C values (a vector batch (N, C): rows of C), and each
+    per-channel vector (C,) tiled to such a row. Broadcasting (C,) against x directly runs NumPy's
+    inner loop C values at a time: with 16 channels 3.8× slower than along whole rows."""
+    width = x.shape[-1] * (x.shape[-2] if x.ndim > 2 else 1)
+    repeats = width // x.shape[-1]
+    return x.reshape(-1, width), [np.tile(vector, repeats) for vector in vectors]
+
+
 def column_sums(matrix: np.ndarray) -> np.ndarray:
     """Sum over axis 0 of (M, K) as one matrix-vector product: much faster than .sum(axis=0) for small K."""
     return np.ones(matrix.shape[0], dtype=matrix.dtype) @ matrix

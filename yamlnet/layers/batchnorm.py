@@ -68,14 +68,17 @@ class BatchNorm(Layer):
 
     def forward(self, x, training=False):
         if not training:
-            scale, shift = self.scale_and_shift()
-            return x * scale + shift
+            wide, (scale, shift) = kernels.channel_rows(x, *self.scale_and_shift())
+            out = wide * scale
+            out += shift
+            return out.reshape(x.shape)
         rows = x.reshape(-1, self.channels)  # (m, C): every value of a channel in one column
         # column sums as matrix-vector products: NumPy's .sum(axis=0) over a few columns is many times slower
         sums = self._batch_sums(np.append(kernels.column_sums(rows), self.dtype.type(len(rows))))
         m = sums[-1]
         mean = sums[:-1] / m
-        out = x - mean
+        wide, (mean_row,) = kernels.channel_rows(x, mean)
+        out = wide - mean_row
         var = self._batch_sums(kernels.column_sums(np.square(out).reshape(-1, self.channels))) / m
         if self.shard == 0:  # the state is shared by every shard's copy of the layer: update it once
             momentum = self.dtype.type(self.config["momentum"])
@@ -85,9 +88,10 @@ class BatchNorm(Layer):
             self.state["running_var"] += momentum * var * (m / (m - 1) if m > 1 else self.dtype.type(1))
         inv_std = 1 / np.sqrt(var + self.dtype.type(self.config["eps"]))
         self._cache = (x, mean, inv_std, m)
-        out *= self.params["gamma"] * inv_std
-        out += self.params["beta"]
-        return out
+        _, (scale, beta) = kernels.channel_rows(x, self.params["gamma"] * inv_std, self.params["beta"])
+        out *= scale
+        out += beta
+        return out.reshape(x.shape)
 
     def backward(self, grad):
         """With x̂ = (x − μ) · inv_std, s = gamma · inv_std and sums over the m values of a channel:
@@ -109,7 +113,8 @@ class BatchNorm(Layer):
         scale = self.params["gamma"] * inv_std
         k = -scale * d_gamma * inv_std / m
         c = -scale * d_beta / m - k * mean
-        dx = grad * scale
+        wide, (scale, k, c) = kernels.channel_rows(x, scale, k, c)
+        dx = wide * k
         dx += c
-        dx += x * k
-        return dx
+        dx += grad.reshape(wide.shape) * scale
+        return dx.reshape(x.shape)
