@@ -1,5 +1,5 @@
-"""Training shards in worker processes: the same numbers as the threads, and no hang or stray process
-when a worker or the trainer fails mid-step."""
+"""Shards in worker processes: the same numbers as the threads, in training and at inference, and no
+hang or stray process when a worker or the caller fails mid-batch."""
 
 import os
 import signal
@@ -48,8 +48,8 @@ def shards_and_a_deadline(monkeypatch):
 
 
 def steps(monkeypatch, processes: bool, n_workers: int, batches) -> list:
-    """Train NET on the batches (x, y) with plain SGD; each step's loss, probabilities, gradients and
-    batchnorm state."""
+    """Train NET on the batches (x, y) with plain SGD; each step's loss, probabilities, gradients,
+    batchnorm state, and then the outputs at inference (on the running statistics)."""
     monkeypatch.setattr(workers, "ENABLED", processes)
     monkeypatch.setattr(parallel, "n_workers", lambda: n_workers)
     model = yamlnet.build_model(NET)
@@ -60,6 +60,7 @@ def steps(monkeypatch, processes: bool, n_workers: int, batches) -> list:
                      {key: state.copy() for key, state in model.states().items()}))
         for key, param in model.parameters().items():
             param -= 0.1 * model.gradients()[key]
+        seen.append(model.forward(x))
     assert (model._workers is not None) == processes
     model.close_workers()
     return seen
@@ -72,12 +73,15 @@ def batch(n: int, seed: int):
 
 @pytest.mark.parametrize("n_workers", [2, 3])
 def test_processes_give_exactly_what_threads_give(monkeypatch, n_workers):
-    """Bit for bit, over steps that update the weights; batches of other sizes too (a larger one
-    forks the workers again with bigger buffers, one cut into fewer shards runs on threads)."""
+    """Bit for bit, over steps that update the weights, and at inference after each; batches of
+    other sizes too (a larger one forks the workers again with bigger buffers, one cut into fewer
+    shards runs on threads)."""
     batches = [batch(12, 0), batch(12, 1), batch(30, 2), batch(2, 3), batch(12, 4)]
     threads = steps(monkeypatch, False, n_workers, batches)
     processes = steps(monkeypatch, True, n_workers, batches)
-    for (loss, probs, grads, states), (loss2, probs2, grads2, states2) in zip(threads, processes):
+    for outputs, outputs2 in zip(threads[1::2], processes[1::2]):
+        assert np.array_equal(outputs, outputs2)
+    for (loss, probs, grads, states), (loss2, probs2, grads2, states2) in zip(threads[::2], processes[::2]):
         assert loss == loss2 and np.array_equal(probs, probs2)
         for key in grads:
             assert np.array_equal(grads[key], grads2[key]), key

@@ -211,7 +211,7 @@ class Model:
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
         self._reducers: list[parallel.Reducer] = []  # of the batch being run
-        self._workers: workers.ShardWorkers | None = None  # training shards 1 … S − 1 in processes
+        self._workers: workers.ShardWorkers | None = None  # shards 1 … S − 1 in processes
         self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
@@ -225,8 +225,12 @@ class Model:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
         shards = self._shards(len(x), training)
-        outputs = parallel.run([partial(run_forward, self.execution(training, layers), self.graph, x[start:stop],
-                                        training) for layers, (start, stop) in shards], tuple(self._reducers))
+        bounds = [cut for _, cut in shards]
+        tasks = [partial(run_forward, self.execution(training, layers), self.graph, x[start:stop], training)
+                 for layers, (start, stop) in shards]
+        processes = None if training else self._shard_workers(bounds)
+        outputs = processes.run(self, x, None, bounds, tasks[0]) if processes else \
+            parallel.run(tasks, tuple(self._reducers))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def execution(self, training: bool, layers: list[Layer] | None = None) -> list[Layer]:
@@ -277,11 +281,12 @@ class Model:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
+        bounds = [cut for _, cut in shards]
         tasks = [partial(self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop], len(x))
                  for layers, (start, stop) in shards]
-        processes = self._shard_workers([bounds for _, bounds in shards])
+        processes = self._shard_workers(bounds)
         if processes is not None:
-            results = processes.run(self, x, y, [bounds for _, bounds in shards], tasks[0])
+            results = processes.run(self, x, y, bounds, tasks[0])
         else:
             results = parallel.run(tasks, tuple(self._reducers))
             for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
@@ -301,9 +306,9 @@ class Model:
         return loss, probs
 
     def _shard_workers(self, bounds: list[tuple[int, int]]) -> "workers.ShardWorkers | None":
-        """The worker processes for a training batch cut at ``bounds`` (``yamlnet.workers``), forked
-        at the first such batch (again for a larger one); None: run the shards as threads (one
-        shard, no fork here, or a batch cut into another number of shards than the workers')."""
+        """The worker processes for a batch cut at ``bounds`` (``yamlnet.workers``), forked at the
+        first such batch (again for a larger one); None: run the shards as threads (one shard, no
+        fork here, or a batch cut into another number of shards than the workers')."""
         if len(bounds) < 2 or not workers.ENABLED:
             return None
         largest = max(stop - start for start, stop in bounds[1:])
@@ -314,8 +319,8 @@ class Model:
         return self._workers if self._workers.n_shards == len(bounds) else None
 
     def close_workers(self) -> None:
-        """End the worker processes of training shards, if any (``yamlnet.workers``): the next
-        training step forks new ones. They also end when the model is dropped or Python exits."""
+        """End the worker processes of the shards, if any (``yamlnet.workers``): the next sharded
+        batch forks new ones. They also end when the model is dropped or Python exits."""
         if self._workers is not None:
             self._workers.close()
             self._workers = None

@@ -6,7 +6,7 @@ shard per core, each through its own copy of the layers (sharing the weights) wi
 thread, and every operation uses every core: NumPy releases the GIL inside its loops. Measured on
 2 cores: training 16–20 % and inference 12–19 % faster than one thread of Python over two of BLAS.
 
-Training steps on Linux run their shards 1 … S − 1 in worker processes instead
+On Linux, shards 1 … S − 1 of training steps and of inference run in worker processes instead
 (``yamlnet.workers``): as threads, two shards slow each other down by a quarter. The cut, the
 replicas, the dropout draws and the batchnorm totals are the same either way, and so are the numbers.
 
