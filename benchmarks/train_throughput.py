@@ -144,17 +144,27 @@ def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: 
     return result
 
 
-def training_memory(n_samples: int = 60_000) -> float:
+def training_memory(n_samples: int = 60_000) -> tuple[float, float]:
     """Peak RSS (MB) of training models/lenet.yaml for one epoch on n_samples generated 28 × 28 × 1
-    shapes, measured by the training process itself (a fresh interpreter, so nothing of this one counts)."""
+    shapes, measured by the training process itself (a fresh interpreter, so nothing of this one
+    counts); and the memory private to its shard workers (MB, yamlnet.workers) as they end: a forked
+    worker shares the rest with the trainer, so its own RSS would count the data set twice."""
     code = (
-        "import resource, tempfile, yamlnet\n"
+        "import resource, tempfile, yamlnet, yamlnet.workers as workers\n"
+        "private, close = [0], workers.ShardWorkers.close\n"
+        "def measured(self):\n"
+        "    for pid in ([] if self.closed else self.pids):\n"
+        "        private[0] += sum(int(line.split()[1]) for line in open(f'/proc/{pid}/smaps_rollup')\n"
+        "                          if line.startswith('Private_'))\n"
+        "    close(self)\n"
+        "workers.ShardWorkers.close = measured\n"
         "with tempfile.TemporaryDirectory() as out:\n"
         f"    yamlnet.train({str(ROOT / 'models' / 'lenet.yaml')!r}, out=out + '/run', overrides=["
         f"'data.dataset=shapes', 'data.n_samples={n_samples}', 'training.epochs=1'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, private[0])\n")
     result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
-    return int(result.stdout.split()[-1]) / 1024
+    trainer, workers = result.stdout.split()[-2:]
+    return int(trainer) / 1024, int(workers) / 1024
 
 
 def main() -> None:
@@ -211,7 +221,8 @@ def main() -> None:
         print(line + f" {r['peak_rss_mb']:>6,.0f} MB", flush=True)
     print("\npeak RSS: of the yamlnet process (data, model and the timed epochs)")
     if memory is not None:
-        print(f"peak RSS of training lenet for an epoch on 60,000 generated 28 × 28 × 1 shapes: {memory:,.0f} MB")
+        print(f"peak RSS of training lenet for an epoch on 60,000 generated 28 × 28 × 1 shapes: {memory[0]:,.0f} MB"
+              f" (and {memory[1]:,.0f} MB private to its shard workers)")
 
 
 if __name__ == "__main__":

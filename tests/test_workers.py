@@ -138,3 +138,21 @@ def test_closing_or_dropping_a_model_ends_its_workers(monkeypatch):
     gc.collect()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_process_forked_from_the_model_forks_workers_of_its_own(monkeypatch):
+    """A user's own fork (multiprocessing) of a model with workers trains with new ones, and leaves
+    the parent's alone."""
+    model, x, y, loss = first_step(monkeypatch)
+    (pid,) = model._workers.pids
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            status = 0 if model.train_step_forward(x, y)[0] == loss and model._workers.pids != [pid] else 3
+            model.close_workers()  # reaps its worker (os._exit runs no finalizer)
+        finally:
+            os._exit(status)
+    assert os.waitpid(child, 0)[1] == 0
+    assert model.train_step_forward(x, y)[0] == loss and model._workers.pids == [pid]
+    model.close_workers()

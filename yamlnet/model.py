@@ -8,6 +8,7 @@ backward and the fused loss through ``yamlnet.graph``, the one path for chains a
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
 from pathlib import Path
 
@@ -312,9 +313,10 @@ class Model:
         if len(bounds) < 2 or not workers.ENABLED:
             return None
         largest = max(stop - start for start, stop in bounds[1:])
-        if self._workers is None or self._workers.closed or largest > self._workers.capacity:
+        if self._workers is None or self._workers.closed or largest > self._workers.capacity \
+                or self._workers.owner != os.getpid():
             if self._workers is not None:
-                self._workers.close()
+                self._workers.close()  # (in another process than its owner, nothing)
             self._workers = workers.ShardWorkers(self, len(bounds), largest)
         return self._workers if self._workers.n_shards == len(bounds) else None
 

@@ -116,7 +116,8 @@ class ShardWorkers:
         self.up: list[int] = []    # worker k + 1 → model
         for shard in range(1, n_shards):
             self._fork(model, shard)
-        self._finalizer = weakref.finalize(self, _end, list(self.pids), self.down + self.up)
+        self.owner = os.getpid()  # a process forked from the owner must fork workers of its own
+        self._finalizer = weakref.finalize(self, _end, self.owner, list(self.pids), self.down + self.up)
         self.reducer = PipeReducer(self)  # the model's own (shard 0's); each worker makes its own
 
     @property
@@ -238,11 +239,14 @@ class ShardWorkers:
             _read(self.down[shard], BARRIER)
 
 
-def _end(pids: list[int], fds: list[int]) -> None:
-    """Close a group's pipes and end its workers (idle ones exit on end-of-file; a busy one is killed)."""
+def _end(owner: int, pids: list[int], fds: list[int]) -> None:
+    """Close a group's pipes and end its workers (idle ones exit on end-of-file; a busy one is
+    killed); in a process forked from their owner, only close its copies of the pipes."""
     for fd in fds:
         _OPEN_FDS.discard(fd)
         os.close(fd)
+    if os.getpid() != owner:
+        return
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
