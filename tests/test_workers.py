@@ -156,3 +156,34 @@ def test_a_process_forked_from_the_model_forks_workers_of_its_own(monkeypatch):
     assert os.waitpid(child, 0)[1] == 0
     assert model.train_step_forward(x, y)[0] == loss and model._workers.pids == [pid]
     model.close_workers()
+
+
+def test_where_fork_is_refused_the_shards_run_on_threads(monkeypatch):
+    model, x, y, loss = first_step(monkeypatch)
+    model.close_workers()
+
+    def refused():
+        raise BlockingIOError("fork: resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refused)
+    assert model.train_step_forward(x, y)[0] == loss
+    assert model._workers is None and model._fork_failed
+
+
+def test_a_fork_refused_midway_ends_the_workers_already_forked(monkeypatch):
+    monkeypatch.setattr(parallel, "n_workers", lambda: 3)
+    model = yamlnet.build_model(NET)
+    forked, real_fork = [], os.fork
+
+    def once():
+        if forked:
+            raise BlockingIOError("fork: resource temporarily unavailable")
+        forked.append(real_fork())
+        return forked[-1]
+
+    monkeypatch.setattr(os, "fork", once)
+    x, y = batch(12, 0)
+    model.train_step_forward(x, y)  # on threads
+    assert model._workers is None and len(forked) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(forked[0], os.WNOHANG)  # the first worker: ended and reaped

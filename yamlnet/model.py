@@ -213,6 +213,7 @@ class Model:
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
         self._reducers: list[parallel.Reducer] = []  # of the batch being run
         self._workers: workers.ShardWorkers | None = None  # shards 1 … S − 1 in processes
+        self._fork_failed = False
         self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
@@ -310,14 +311,17 @@ class Model:
         """The worker processes for a batch cut at ``bounds`` (``yamlnet.workers``), forked at the
         first such batch (again for a larger one); None: run the shards as threads (one shard, no
         fork here, or a batch cut into another number of shards than the workers')."""
-        if len(bounds) < 2 or not workers.ENABLED:
+        if len(bounds) < 2 or not workers.ENABLED or self._fork_failed:
             return None
         largest = max(stop - start for start, stop in bounds[1:])
         if self._workers is None or self._workers.closed or largest > self._workers.capacity \
                 or self._workers.owner != os.getpid():
-            if self._workers is not None:
-                self._workers.close()  # (in another process than its owner, nothing)
-            self._workers = workers.ShardWorkers(self, len(bounds), largest)
+            self.close_workers()  # (in another process than their owner, only its copies of the pipes)
+            try:
+                self._workers = workers.ShardWorkers(self, len(bounds), largest)
+            except OSError:  # fork refused (no memory, a process limit): threads from now on
+                self._fork_failed = True
+                return None
         return self._workers if self._workers.n_shards == len(bounds) else None
 
     def close_workers(self) -> None:

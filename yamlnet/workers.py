@@ -114,11 +114,16 @@ class ShardWorkers:
         self.pids: list[int] = []
         self.down: list[int] = []  # model → worker k + 1
         self.up: list[int] = []    # worker k + 1 → model
-        for shard in range(1, n_shards):
-            self._fork(model, shard)
         self.owner = os.getpid()  # a process forked from the owner must fork workers of its own
-        self._finalizer = weakref.finalize(self, _end, self.owner, list(self.pids), self.down + self.up)
+        self._pipes: list[int] = []  # the owner's ends of both
+        self._finalizer = weakref.finalize(self, _end, self.owner, self.pids, self._pipes)
         self.reducer = PipeReducer(self)  # the model's own (shard 0's); each worker makes its own
+        try:
+            for shard in range(1, n_shards):
+                self._fork(model, shard)
+        except BaseException:  # (fork failed: no memory, too many processes) end those already forked
+            self.close()
+            raise
 
     @property
     def closed(self) -> bool:
@@ -141,7 +146,7 @@ class ShardWorkers:
                 for fd in _OPEN_FDS | {down_w, up_r}:
                     os.close(fd)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the model's caller's to handle
-                self.down, self.up = {shard: down_r}, {shard: up_w}
+                self.own_pipes = (down_r, up_w)
                 self._serve(model, shard)
                 status = 0
             except BaseException:
@@ -153,6 +158,7 @@ class ShardWorkers:
         self.pids.append(pid)
         self.down.append(down_w)
         self.up.append(up_r)
+        self._pipes += down_w, up_r
         _OPEN_FDS.update((down_w, up_r))
 
     # -- in the worker -------------------------------------------------------------------
@@ -163,7 +169,8 @@ class ShardWorkers:
         for index in model._whole_batch_layers:
             replica[index].reducer, replica[index].shard = reducer, shard
         buffers = self.shards[shard - 1]
-        while (command := os.read(self.down[shard], 1)) in (TRAIN, INFER):  # else end-of-file: the model is gone
+        down, up = self.own_pipes
+        while (command := os.read(down, 1)) in (TRAIN, INFER):  # else end-of-file: the model is gone
             self.weights.load(model.layers)  # the replica shares their params and state dicts
             n, batch_size = (int(value) for value in buffers["n"])
             x = buffers["x"][:n]
@@ -176,7 +183,7 @@ class ShardWorkers:
             else:
                 self.states.load(model.layers)
                 buffers["out"][:n] = run_forward(model.execution(False, replica), model.graph, x, training=False)
-            os.write(self.up[shard], DONE)
+            os.write(up, DONE)
 
     # -- in the caller -------------------------------------------------------------------
     def run(self, model: "Model", x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
@@ -235,8 +242,9 @@ class ShardWorkers:
             for fd in self.down:
                 os.write(fd, BARRIER)
         else:
-            os.write(self.up[shard], BARRIER)
-            _read(self.down[shard], BARRIER)
+            down, up = self.own_pipes
+            os.write(up, BARRIER)
+            _read(down, BARRIER)
 
 
 def _end(owner: int, pids: list[int], fds: list[int]) -> None:
