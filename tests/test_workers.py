@@ -103,6 +103,8 @@ def test_a_worker_that_dies_is_an_error_and_the_next_step_forks_a_new_one(monkey
     model, x, y, loss = first_step(monkeypatch)
     (pid,) = model._workers.pids
     os.kill(pid, signal.SIGKILL)
+    while open(f"/proc/{pid}/stat").read().split(") ")[1][0] != "Z":  # dead (not yet reaped): its pipe ends closed
+        pass
     with pytest.raises(workers.WorkerError, match="worker process stopped"):
         model.train_step_forward(x, y)
     assert model._workers.closed

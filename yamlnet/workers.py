@@ -64,6 +64,13 @@ def _read(fd: int, expected: bytes) -> None:
                           f"a shard's worker is out of step (sent {byte!r}, expected {expected!r})")
 
 
+def _write(fd: int, byte: bytes) -> None:
+    try:
+        os.write(fd, byte)
+    except BrokenPipeError:
+        raise WorkerError("a shard's worker process stopped") from None
+
+
 class _Flat:
     """Some of a model's arrays (its layers' params, grads or state: ``kind``) as one shared vector."""
 
@@ -149,6 +156,8 @@ class ShardWorkers:
                 self.own_pipes = (down_r, up_w)
                 self._serve(model, shard)
                 status = 0
+            except (BrokenPipeError, WorkerError):  # the model's side is gone mid-batch: nothing to say
+                pass
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -214,7 +223,7 @@ class ShardWorkers:
                 for index, noise in zip(self.dropouts, buffers["noise"]):  # drawn by the model, as for threads
                     noise[:stop - start] = model._replicas[shard][index].noise
                     model._replicas[shard][index].noise = None
-            os.write(self.down[shard - 1], INFER if y is None else TRAIN)
+            _write(self.down[shard - 1], INFER if y is None else TRAIN)
         if y is not None:
             for index in model._whole_batch_layers:
                 model.layers[index].reducer = self.reducer
@@ -240,7 +249,7 @@ class ShardWorkers:
             for fd in self.up:
                 _read(fd, BARRIER)
             for fd in self.down:
-                os.write(fd, BARRIER)
+                _write(fd, BARRIER)
         else:
             down, up = self.own_pipes
             os.write(up, BARRIER)
