@@ -189,3 +189,13 @@ def test_a_fork_refused_midway_ends_the_workers_already_forked(monkeypatch):
     assert model._workers is None and len(forked) == 1
     with pytest.raises(ChildProcessError):
         os.waitpid(forked[0], os.WNOHANG)  # the first worker: ended and reaped
+
+
+def test_workers_reaped_by_someone_else_close_quietly(monkeypatch):
+    """With SIGCHLD ignored the kernel reaps workers itself; closing must not raise."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        model, *_ = first_step(monkeypatch)
+        model.close_workers()
+    finally:
+        signal.signal(signal.SIGCHLD, previous)

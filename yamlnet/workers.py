@@ -267,9 +267,9 @@ def _end(owner: int, pids: list[int], fds: list[int]) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):  # reaped already (SIGCHLD ignored, os.wait elsewhere)
             pass
-        os.waitpid(pid, 0)
 
 
 class PipeReducer:
