@@ -3,8 +3,8 @@ shard runs in a process forked once per model — for training steps and for inf
 
 Why not threads (``yamlnet.parallel``): measured on 2 cores, two shards of resnet_small as threads
 of one process each spend ~26 ms of CPU where one alone spends 19.5, while two processes do not
-slow each other: a training step of resnet_small is 1.25× faster in processes, vgg's 1.1×, LeNet's
-inference 1.7× (README, performance). Where fork is unavailable (Windows, and macOS, whose system
+slow each other: a training step of resnet_small is 1.2–1.25× faster in processes, vgg's 1.1×,
+LeNet's inference 1.4–1.6× (README, performance). Where fork is unavailable (Windows, and macOS, whose system
 BLAS does not survive it) the threads remain.
 
 Nothing is pickled or sent: the model and its workers share fixed buffers, mapped before the fork
