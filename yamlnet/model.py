@@ -227,12 +227,9 @@ class Model:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
         shards = self._shards(len(x), training)
-        bounds = [cut for _, cut in shards]
-        tasks = [partial(run_forward, self.execution(training, layers), self.graph, x[start:stop], training)
-                 for layers, (start, stop) in shards]
-        processes = None if training else self._shard_workers(bounds)
-        outputs = processes.run(self, x, None, bounds, tasks[0]) if processes else \
-            parallel.run(tasks, tuple(self._reducers))
+        outputs = self._run_shards(shards, [partial(run_forward, self.execution(training, layers), self.graph,
+                                                    x[start:stop], training) for layers, (start, stop) in shards],
+                                   x, processes=not training)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def execution(self, training: bool, layers: list[Layer] | None = None) -> list[Layer]:
@@ -283,18 +280,9 @@ class Model:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
-        bounds = [cut for _, cut in shards]
-        tasks = [partial(self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop], len(x))
-                 for layers, (start, stop) in shards]
-        processes = self._shard_workers(bounds)
-        if processes is not None:
-            results = processes.run(self, x, y, bounds, tasks[0])
-        else:
-            results = parallel.run(tasks, tuple(self._reducers))
-            for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
-                for layer, twin in zip(self.layers, replica):
-                    for key, grad in layer.grads.items():
-                        grad += twin.grads[key]
+        results = self._run_shards(shards, [partial(self._train_shard, self.execution(True, layers), x[start:stop],
+                                                     y[start:stop], len(x)) for layers, (start, stop) in shards],
+                                   x, y)
         loss = sum(shard_loss for shard_loss, _ in results)
         probs = [shard_probs for _, shard_probs in results]
         return loss, probs[0] if len(probs) == 1 else np.concatenate(probs)
@@ -306,6 +294,23 @@ class Model:
         loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
         run_backward(layers, self.graph, grad, self.logits_at)
         return loss, probs
+
+    def _run_shards(self, shards, tasks: list, x: np.ndarray, y: np.ndarray | None = None,
+                    processes: bool = True) -> list:
+        """The tasks, one per shard, side by side: in the worker processes where there are some
+        (``_shard_workers``), else on threads; their results in order. With labels y, a training step:
+        the model's grads are then the whole batch's."""
+        bounds = [cut for _, cut in shards]
+        group = self._shard_workers(bounds) if processes else None
+        if group is not None:
+            return group.run(self, x, y, bounds, tasks[0])
+        results = parallel.run(tasks, tuple(self._reducers))
+        if y is not None:
+            for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
+                for layer, twin in zip(self.layers, replica):
+                    for key, grad in layer.grads.items():
+                        grad += twin.grads[key]
+        return results
 
     def _shard_workers(self, bounds: list[tuple[int, int]]) -> "workers.ShardWorkers | None":
         """The worker processes for a batch cut at ``bounds`` (``yamlnet.workers``), forked at the
