@@ -199,3 +199,14 @@ def test_workers_reaped_by_someone_else_close_quietly(monkeypatch):
         model.close_workers()
     finally:
         signal.signal(signal.SIGCHLD, previous)
+
+
+def test_a_model_trained_from_another_thread_shards_on_threads(monkeypatch):
+    import threading
+    model, x, y, loss = first_step(monkeypatch)
+    model.close_workers()
+    losses = []
+    thread = threading.Thread(target=lambda: losses.append(model.train_step_forward(x, y)[0]))
+    thread.start()
+    thread.join()
+    assert losses == [loss] and model._workers is None

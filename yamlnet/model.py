@@ -315,8 +315,8 @@ class Model:
     def _shard_workers(self, bounds: list[tuple[int, int]]) -> "workers.ShardWorkers | None":
         """The worker processes for a batch cut at ``bounds`` (``yamlnet.workers``), forked at the
         first such batch (again for a larger one); None: run the shards as threads (one shard, no
-        fork here, or a batch cut into another number of shards than the workers')."""
-        if len(bounds) < 2 or not workers.ENABLED or self._fork_failed:
+        fork here or from this thread, or a batch cut into another number of shards than the workers')."""
+        if len(bounds) < 2 or not workers.available() or self._fork_failed:
             return None
         largest = max(stop - start for start, stop in bounds[1:])
         if self._workers is None or self._workers.closed or largest > self._workers.capacity \

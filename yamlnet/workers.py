@@ -23,6 +23,7 @@ import mmap
 import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 import weakref
@@ -38,6 +39,13 @@ if TYPE_CHECKING:
 
 #: off: shards run as threads (tests set it to compare the two)
 ENABLED = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def available() -> bool:
+    """Whether this call may fork workers: on Linux, from the main thread only — a program that
+    trains from another thread (a server, a GUI, a Dask worker) may have threads inside BLAS or
+    holding locks, which a fork copies held forever (Python 3.12 warns of it)."""
+    return ENABLED and threading.current_thread() is threading.main_thread()
 
 TRAIN, INFER, BARRIER, DONE = b"t", b"i", b"b", b"d"
 
