@@ -211,7 +211,6 @@ class Model:
         self._replicas: list[list[Layer]] = [self.layers]  # one copy of the layers per shard
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
-        self._reducers: list[parallel.Reducer] = []  # of the batch being run
         self._workers: workers.ShardWorkers | None = None  # shards 1 … S − 1 in processes
         self._fork_failed = False
         self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
@@ -227,9 +226,8 @@ class Model:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
         shards = self._shards(len(x), training)
-        outputs = self._run_shards(shards, [partial(run_forward, self.execution(training, layers), self.graph,
-                                                    x[start:stop], training) for layers, (start, stop) in shards],
-                                   x, processes=not training)
+        outputs = self._run_shards(shards, lambda layers, start, stop: partial(
+            run_forward, self.execution(training, layers), self.graph, x[start:stop], training), x, training=training)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def execution(self, training: bool, layers: list[Layer] | None = None) -> list[Layer]:
@@ -280,9 +278,8 @@ class Model:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
         shards = self._shards(len(x), training=True)
-        results = self._run_shards(shards, [partial(self._train_shard, self.execution(True, layers), x[start:stop],
-                                                     y[start:stop], len(x)) for layers, (start, stop) in shards],
-                                   x, y)
+        results = self._run_shards(shards, lambda layers, start, stop: partial(
+            self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop], len(x)), x, y)
         loss = sum(shard_loss for shard_loss, _ in results)
         probs = [shard_probs for _, shard_probs in results]
         return loss, probs[0] if len(probs) == 1 else np.concatenate(probs)
@@ -295,16 +292,25 @@ class Model:
         run_backward(layers, self.graph, grad, self.logits_at)
         return loss, probs
 
-    def _run_shards(self, shards, tasks: list, x: np.ndarray, y: np.ndarray | None = None,
-                    processes: bool = True) -> list:
-        """The tasks, one per shard, side by side: in the worker processes where there are some
-        (``_shard_workers``), else on threads; their results in order. With labels y, a training step:
-        the model's grads are then the whole batch's."""
+    def _run_shards(self, shards, task, x: np.ndarray, y: np.ndarray | None = None, training: bool = True) -> list:
+        """The shards side by side, ``task(layers, start, stop)`` making each one's work: shard 0 here and
+        the others in the worker processes where there are some (``_shard_workers``: inference, or
+        training steps with labels y), else on threads; their results in order. With labels, the
+        model's grads are then the whole batch's. Batchnorm's copies share one reducer (the workers'
+        or a thread ``Reducer``), so that each normalizes with the whole batch's statistics."""
         bounds = [cut for _, cut in shards]
-        group = self._shard_workers(bounds) if processes else None
+        group = self._shard_workers(bounds) if y is not None or not training else None
+        reducer = None
+        if training and len(shards) > 1:
+            reducer = group.reducer if group is not None else parallel.Reducer(len(shards))
+        for index in self._whole_batch_layers:
+            for shard, (replica, _) in enumerate(shards):
+                replica[index].reducer, replica[index].shard = reducer, shard
         if group is not None:
-            return group.run(self, x, y, bounds, tasks[0])
-        results = parallel.run(tasks, tuple(self._reducers))
+            layers, (start, stop) = shards[0]
+            return group.run(self, x, y, bounds, task(layers, start, stop))
+        results = parallel.run([task(layers, start, stop) for layers, (start, stop) in shards],
+                               (reducer,) if reducer is not None else ())
         if y is not None:
             for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
                 for layer, twin in zip(self.layers, replica):
@@ -339,18 +345,10 @@ class Model:
     def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
         """The batch's shards (``yamlnet.parallel``), each with its own copy of the layers: the first
         shard's are ``self.layers``. Dropout's draws are made for the whole batch here, in layer order,
-        so that a run draws the same masks however its batches are cut; batchnorm's copies share a
-        ``Reducer``, so that each normalizes with the whole batch's statistics."""
+        so that a run draws the same masks however its batches are cut."""
         bounds = parallel.shards(n, self._macs_per_sample)
         while len(self._replicas) < len(bounds):
             self._replicas.append([layer.replica() for layer in self.layers])
-        self._reducers = []
-        for index in self._whole_batch_layers:  # batchnorm: statistics of the whole batch, shards or not
-            reducer = parallel.Reducer(len(bounds)) if training and len(bounds) > 1 else None
-            for shard, replica in enumerate(self._replicas[:len(bounds)]):
-                replica[index].reducer, replica[index].shard = reducer, shard
-            if reducer is not None:
-                self._reducers.append(reducer)
         if training and len(bounds) > 1:
             for index, layer in enumerate(self.layers):
                 if isinstance(layer, Dropout) and (noise := layer.draw_noise(n)) is not None:

@@ -232,9 +232,6 @@ class ShardWorkers:
                     noise[:stop - start] = model._replicas[shard][index].noise
                     model._replicas[shard][index].noise = None
             _write(self.down[shard - 1], INFER if y is None else TRAIN)
-        if y is not None:
-            for index in model._whole_batch_layers:
-                model.layers[index].reducer = self.reducer
 
     def _finish(self, model: "Model", training: bool, bounds: list[tuple[int, int]]) -> list:
         """Wait for the workers; their results, and in training their gradients added to the model's,
