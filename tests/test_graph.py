@@ -86,13 +86,12 @@ def test_a_sharded_batch_equals_an_unsharded_one(monkeypatch):
     x = np.random.default_rng(2).standard_normal((8, 6, 6, 2))
     y = np.arange(8) % 4
     for config in (graph_without_batchnorm, RESIDUAL):
-        whole, cut = yamlnet.build_model(config), yamlnet.build_model(config)
-        monkeypatch.setattr(parallel, "n_workers", lambda: 1)
+        monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
+        whole = yamlnet.build_model({**config, "training": {**config.get("training", {}), "shards": 1}})
+        cut = yamlnet.build_model(config)
         loss = whole.loss_and_grad(x, y)
         inference = whole.forward(x)
-        monkeypatch.setattr(parallel, "n_workers", lambda: 2)
-        monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
-        assert len(cut._shards(8, training=False)) == 2
+        assert len(cut.cut(8)) == 2 and len(whole.cut(8)) == 1
         assert abs(cut.loss_and_grad(x, y) - loss) < 1e-12
         scale = max(np.max(np.abs(grad)) for grad in whole.gradients().values())
         for key, grad in whole.gradients().items():  # (a bias before a batchnorm has a gradient of ~1e-17)

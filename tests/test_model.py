@@ -95,21 +95,21 @@ def test_forward_gives_probabilities_and_same_seed_same_weights():
     assert not np.array_equal(other.layers[0].params["W"], first.layers[0].params["W"])
 
 
-@pytest.mark.parametrize("workers", [2, 3])
-def test_a_batch_cut_into_shards_gives_what_the_whole_batch_gives(workers, monkeypatch):
+@pytest.mark.parametrize("shards", [2, 3])
+def test_a_batch_cut_into_shards_gives_what_the_whole_batch_gives(shards, monkeypatch):
     """Shards on threads (yamlnet.parallel): same loss, probabilities, gradients and dropout masks."""
+    from yamlnet import workers
+    monkeypatch.setattr(workers, "ENABLED", False)
+    monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
     layers = [{**layer, "rate": 0.4} if layer["type"] == "dropout" else layer for layer in TINY["layers"]]
-    config = {**TINY, "layers": layers}
-    whole, sharded = yamlnet.build_model(config), yamlnet.build_model(config)
+    whole = yamlnet.build_model({**TINY, "layers": layers, "training": {**TINY["training"], "shards": 1}})
+    sharded = yamlnet.build_model({**TINY, "layers": layers, "training": {**TINY["training"], "shards": shards}})
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((10, 7, 6, 2)), rng.integers(0, 3, 10)
-    monkeypatch.setattr(parallel, "n_workers", lambda: 1)
-    expected = [whole.train_step_forward(x, y), whole.forward(x)]
-    monkeypatch.setattr(parallel, "n_workers", lambda: workers)
-    monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
     for step in range(2):  # the second time after an update of the shared weights
+        expected = [whole.train_step_forward(x, y), whole.forward(x)]
         got = [sharded.train_step_forward(x, y), sharded.forward(x)]
-        assert len(sharded._replicas) == workers
+        assert len(sharded.cut(len(x))) == len(sharded._replicas) == shards
         assert got[0][0] == pytest.approx(expected[0][0], abs=1e-12)
         assert np.allclose(got[0][1], expected[0][1], atol=1e-12) and np.allclose(got[1], expected[1], atol=1e-12)
         for key, grad in whole.gradients().items():
@@ -118,9 +118,6 @@ def test_a_batch_cut_into_shards_gives_what_the_whole_batch_gives(workers, monke
         for model in (whole, sharded):
             for key, param in model.parameters().items():
                 param -= 0.1 * model.gradients()[key]
-        monkeypatch.setattr(parallel, "n_workers", lambda: 1)
-        expected = [whole.train_step_forward(x, y), whole.forward(x)]
-        monkeypatch.setattr(parallel, "n_workers", lambda: workers)
 
 
 def test_initialisation_is_he_before_relu_and_glorot_otherwise():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from yamlnet.graph import INPUT, Graph, resolve_inputs, run_backward, run_forwar
 from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
 from yamlnet.layers.base import shape_text
-from yamlnet.layers.dropout import Dropout
 from yamlnet.layers.fused import PassThrough, fuse
 from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
@@ -211,8 +211,11 @@ class Model:
         self._replicas: list[list[Layer]] = [self.layers]  # one copy of the layers per shard
         self._macs_per_sample = sum(layer.macs() for layer in self.layers)
         self._whole_batch_layers = [index for index, layer in enumerate(self.layers) if layer.needs_whole_batch]
-        self._workers: workers.ShardWorkers | None = None  # shards 1 … S − 1 in processes
-        self._fork_failed = False
+        self._workers: workers.ShardWorkers | None = None  # the shards in worker processes
+        self._worker_failures = 0
+        #: the least work of a shard (``parallel.shards``); None: parallel.MIN_SHARD_MACS. A resumed run
+        #: sets the value it was cut with.
+        self.min_shard_macs: int | None = None
         self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
         n_c = self.input_shape[-1]
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
@@ -225,9 +228,7 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
-        shards = self._shards(len(x), training)
-        outputs = self._run_shards(shards, lambda layers, start, stop: partial(
-            run_forward, self.execution(training, layers), self.graph, x[start:stop], training), x, training=training)
+        outputs = self._run_shards(x, None, training)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def execution(self, training: bool, layers: list[Layer] | None = None) -> list[Layer]:
@@ -277,84 +278,115 @@ class Model:
     def train_step_forward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
-        shards = self._shards(len(x), training=True)
-        results = self._run_shards(shards, lambda layers, start, stop: partial(
-            self._train_shard, self.execution(True, layers), x[start:stop], y[start:stop], len(x)), x, y)
+        results = self._run_shards(x, y, True)
         loss = sum(shard_loss for shard_loss, _ in results)
         probs = [shard_probs for _, shard_probs in results]
         return loss, probs[0] if len(probs) == 1 else np.concatenate(probs)
 
-    def _train_shard(self, layers: list[Layer], x: np.ndarray, y: np.ndarray,
-                     batch_size: int) -> tuple[float, np.ndarray]:
-        """Forward, fused loss and backward of one shard, filling ``layers``' grads."""
+    def shard_train_step(self, layers: list[Layer], x: np.ndarray, y: np.ndarray,
+                         batch_size: int) -> tuple[float, np.ndarray]:
+        """Forward, fused loss and backward of one shard of a batch of ``batch_size`` through ``layers``
+        (an execution list), filling their grads with the shard's part of the batch mean's."""
         logits = run_forward(layers, self.graph, x, training=True, until=self.logits_at)
         loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
         run_backward(layers, self.graph, grad, self.logits_at)
         return loss, probs
 
-    def _run_shards(self, shards, task, x: np.ndarray, y: np.ndarray | None = None, training: bool = True) -> list:
-        """The shards side by side, ``task(layers, start, stop)`` making each one's work: shard 0 here and
-        the others in the worker processes where there are some (``_shard_workers``: inference, or
-        training steps with labels y), else on threads; their results in order. With labels, the
-        model's grads are then the whole batch's. Batchnorm's copies share one reducer (the workers'
-        or a thread ``Reducer``), so that each normalizes with the whole batch's statistics."""
-        bounds = [cut for _, cut in shards]
-        group = self._shard_workers(bounds) if y is not None or not training else None
-        reducer = None
-        if training and len(shards) > 1:
-            reducer = group.reducer if group is not None else parallel.Reducer(len(shards))
-        for index in self._whole_batch_layers:
-            for shard, (replica, _) in enumerate(shards):
-                replica[index].reducer, replica[index].shard = reducer, shard
-        if group is not None:
-            layers, (start, stop) = shards[0]
-            return group.run(self, x, y, bounds, task(layers, start, stop))
-        results = parallel.run([task(layers, start, stop) for layers, (start, stop) in shards],
-                               (reducer,) if reducer is not None else ())
+    # -- shards ----------------------------------------------------------------------------
+    def cut(self, n: int) -> list[tuple[int, int]]:
+        """The (start, stop) shards of a batch of n (``yamlnet.parallel.shards``): a property of the
+        run — ``training.shards`` and ``min_shard_macs`` — never of the machine."""
+        return parallel.shards(n, self._macs_per_sample, self.config["training"]["shards"], self.min_shard_macs)
+
+    def _run_shards(self, x: np.ndarray, y: np.ndarray | None, training: bool) -> list:
+        """One batch, cut (``cut``) into shards that run side by side: in worker processes where there
+        are some (training steps with labels y, and inference), else on threads; a batch of one shard
+        runs here. Their results in order; with labels, the model's grads the whole batch's. Dropout's
+        draws are made here for the whole batch, so that they do not depend on the cut, nor on which
+        attempt ran it: a batch whose workers died runs again on new ones, then on threads."""
+        bounds = self.cut(len(x))
+        if len(bounds) == 1:
+            task = partial(self.shard_train_step, self.execution(True), x, y, len(x)) if y is not None else \
+                partial(run_forward, self.execution(training), self.graph, x, training)
+            return [task()]
+        noise = {index: layer.draw_noise(len(x)) for index, layer in enumerate(self.layers)
+                 if training and layer.draws_noise}
+        if y is not None or not training:
+            while (group := self._shard_workers(bounds)) is not None:
+                try:
+                    return group.run(self, x, y, bounds, noise)
+                except workers.WorkerError as error:
+                    self._workers = None
+                    self._worker_trouble(f"{error}")
+        return self._run_on_threads(x, y, training, bounds, noise)
+
+    def _run_on_threads(self, x, y, training, bounds, noise) -> list:
+        """The shards as threads of this process (``parallel.run``), each through its own copy of the
+        layers (the first shard's are ``self.layers``), batchnorm's copies sharing one reducer."""
+        while len(self._replicas) < len(bounds):
+            self._replicas.append([layer.replica() for layer in self.layers])
+        reducer = parallel.Reducer(len(bounds)) if training else None
+        tasks = []
+        for shard, (replica, (start, stop)) in enumerate(zip(self._replicas, bounds)):
+            for index, layer in enumerate(replica):
+                if layer.needs_whole_batch:
+                    layer.reducer, layer.shard = reducer, shard
+                if index in noise:
+                    layer.noise = noise[index][start:stop]
+            tasks.append(partial(self.shard_train_step, self.execution(True, replica), x[start:stop],
+                                 y[start:stop], len(x)) if y is not None else
+                         partial(run_forward, self.execution(training, replica), self.graph, x[start:stop], training))
+        try:
+            results = parallel.run(tasks, (reducer,) if reducer is not None else ())
+        finally:  # the first shard's layers are the model's own: leave them as a whole batch needs them
+            for replica in self._replicas:
+                for layer in replica:
+                    if layer.needs_whole_batch:
+                        layer.reducer, layer.shard = None, 0
+                    if layer.draws_noise:
+                        layer.noise = None
         if y is not None:
-            for replica, _ in shards[1:]:  # each shard's gradient is its part of the batch mean's: add them
+            for replica in self._replicas[1:len(bounds)]:  # each shard's gradient is its part of the batch mean's
                 for layer, twin in zip(self.layers, replica):
                     for key, grad in layer.grads.items():
                         grad += twin.grads[key]
         return results
 
     def _shard_workers(self, bounds: list[tuple[int, int]]) -> "workers.ShardWorkers | None":
-        """The worker processes for a batch cut at ``bounds`` (``yamlnet.workers``), forked at the
-        first such batch (again for a larger one); None: run the shards as threads (one shard, no
-        fork here or from this thread, or a batch cut into another number of shards than the workers')."""
-        if len(bounds) < 2 or not workers.available() or self._fork_failed:
+        """The worker processes for a batch cut at ``bounds`` (``yamlnet.workers``), started at the first
+        such batch (again for a larger one); None — run the shards as threads — where workers cannot run
+        (not Linux), would not help (this process may use one core), or failed twice."""
+        if not workers.ENABLED or self._worker_failures >= 2:
             return None
-        largest = max(stop - start for start, stop in bounds[1:])
-        if self._workers is None or self._workers.closed or largest > self._workers.capacity \
-                or self._workers.owner != os.getpid():
-            self.close_workers()  # (in another process than their owner, only its copies of the pipes)
+        cores = parallel.cores()
+        if cores < 2:
+            return None
+        largest = max(stop - start for start, stop in bounds)
+        group = self._workers
+        if group is None or group.closed or group.owner != os.getpid() or largest > group.capacity \
+                or len(bounds) > group.n_shards:
+            self.close_workers()  # (in a process forked from their owner: only its copies of the pipes)
             try:
-                self._workers = workers.ShardWorkers(self, len(bounds), largest)
-            except OSError:  # fork refused (no memory, a process limit): threads from now on
-                self._fork_failed = True
+                self._workers = workers.ShardWorkers(self, len(bounds), largest, max(1, cores // len(bounds)))
+            except workers.WorkerError as error:
+                self._worker_trouble(str(error))
                 return None
-        return self._workers if self._workers.n_shards == len(bounds) else None
+        return self._workers
+
+    def _worker_trouble(self, what: str) -> None:
+        """A worker could not start or stopped: say so in one line and go on — on new workers the first
+        time, on threads after that. The batch runs again from the start, so nothing is lost."""
+        self.close_workers()
+        self._worker_failures += 1
+        then = "starting new ones" if self._worker_failures < 2 else "its shards run on threads from now on"
+        warnings.warn(workers.WorkerWarning(f"{self.name}: {what}; {then} (same results)"), stacklevel=4)
 
     def close_workers(self) -> None:
-        """End the worker processes of the shards, if any (``yamlnet.workers``): the next sharded
-        batch forks new ones. They also end when the model is dropped or Python exits."""
+        """End the worker processes of the shards, if any (``yamlnet.workers``): the next cut batch starts
+        new ones. They also end when the model is dropped or Python exits."""
         if self._workers is not None:
             self._workers.close()
             self._workers = None
-
-    def _shards(self, n: int, training: bool) -> list[tuple[list[Layer], tuple[int, int]]]:
-        """The batch's shards (``yamlnet.parallel``), each with its own copy of the layers: the first
-        shard's are ``self.layers``. Dropout's draws are made for the whole batch here, in layer order,
-        so that a run draws the same masks however its batches are cut."""
-        bounds = parallel.shards(n, self._macs_per_sample)
-        while len(self._replicas) < len(bounds):
-            self._replicas.append([layer.replica() for layer in self.layers])
-        if training and len(bounds) > 1:
-            for index, layer in enumerate(self.layers):
-                if isinstance(layer, Dropout) and (noise := layer.draw_noise(n)) is not None:
-                    for replica, (start, stop) in zip(self._replicas, bounds):
-                        replica[index].noise = noise[start:stop]
-        return list(zip(self._replicas, bounds))
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, n_classes), computed ``batch_size`` samples at a time (small

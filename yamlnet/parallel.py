@@ -1,40 +1,51 @@
-"""Data parallelism on threads: a batch is cut into shards that go through the network side by side.
+"""Data parallelism: a batch is cut into shards that go through the network side by side.
 
 BLAS spreads each matrix multiply over the cores, but everything between the multiplies — im2col
 copies, bias, ReLU, pooling, softmax — runs on one core. Cut the batch by samples instead, one
-shard per core, each through its own copy of the layers (sharing the weights) with BLAS on one
-thread, and every operation uses every core: NumPy releases the GIL inside its loops. Measured on
-2 cores: training 16–20 % and inference 12–19 % faster than one thread of Python over two of BLAS.
+shard per core, each through its own copy of the layers with BLAS on one thread, and every
+operation uses every core. Measured on 2 cores: training 16–20 % and inference 12–19 % faster than
+one thread of Python over two of BLAS, and faster again with the shards in worker processes
+(``yamlnet.workers``, Linux) than as threads here: two threads of one process slow each other by a
+quarter.
 
-On Linux, shards 1 … S − 1 of training steps and of inference run in worker processes instead
-(``yamlnet.workers``): as threads, two shards slow each other down by a quarter. The cut, the
-replicas, the dropout draws and the batchnorm totals are the same either way, and so are the numbers.
-
-The number of shards is BLAS's own thread count, so the usual knob (``OMP_NUM_THREADS=1``,
-``OPENBLAS_NUM_THREADS``) sets both; where threadpoolctl cannot steer the BLAS, or BLAS has more
-than MAX_SHARDS threads, batches run whole.
+**The cut is part of the run's arithmetic, not of the machine.** Batchnorm adds up its statistics
+shard by shard and the model adds up the shards' gradients, so another cut gives other rounding.
+``shards`` depends on the batch, the model's size and ``training.shards`` only — never on the
+cores, the BLAS threads or what other threads are doing — so that a file and its seed give the same
+weights alone, in a sweep, under Dask, on 1 core or 16. How many cores then run the shards
+(``cores``) changes the speed only.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import contextmanager
 from functools import partial
 from typing import Callable
 
 import numpy as np
 
-#: a shard with less work than this (forward multiply-adds) costs more than it saves: waking a
-#: thread takes ~70 µs here, and small arrays hold the GIL. Measured on 2 cores, LeNet breaks even
-#: at 32 samples a shard (7 M), gains 20 % at 64 (13 M); the 8 × 8 digits net loses at any size.
+from yamlnet import signals
+
+#: a shard with less work than this (forward multiply-adds) costs more than it saves: handing a
+#: shard over takes ~70 µs here, and small arrays hold the GIL. Measured on 2 cores, LeNet breaks
+#: even at 32 samples a shard (7 M), gains 20 % at 64 (13 M); the 8 × 8 digits net loses at any size.
+#: Runs record the value they were cut with (run.json), so that a resume cuts as they did.
 MIN_SHARD_MACS = 10_000_000
-#: with more BLAS threads than this, batches run whole, on BLAS's threads alone: every shard holds
-#: the GIL for its Python (~0.1 ms a forward pass), so many shards would queue for it — and only
-#: 2 cores were there to measure on
-MAX_SHARDS = 4
 
 _state: dict = {}
+_blas_lock = threading.Lock()
+
+
+def shards(n: int, macs_per_sample: int, most: int, min_shard_macs: int | None = None) -> list[tuple[int, int]]:
+    """(start, stop) slices of a batch of n: at most ``most``, as even as can be, each with at least
+    ``min_shard_macs`` (default MIN_SHARD_MACS) of work; [(0, n)] when the batch is too small to share."""
+    least = MIN_SHARD_MACS if min_shard_macs is None else min_shard_macs
+    count = max(1, min(most, n, n * macs_per_sample // max(least, 1)))
+    bounds = [n * k // count for k in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _blas():
@@ -44,31 +55,56 @@ def _blas():
             from threadpoolctl import ThreadpoolController
             blas = ThreadpoolController().select(user_api="blas")
             _state["blas"] = blas if blas.lib_controllers else None
-        except Exception:  # an unknown BLAS, or a platform threadpoolctl does not know: run whole
+        except Exception:  # an unknown BLAS, or a platform threadpoolctl does not know
             _state["blas"] = None
     return _state["blas"]
 
 
-def n_workers() -> int:
+def cores() -> int:
+    """How many cores this process may keep busy: those it may run on, no more than BLAS's threads
+    (the usual knob, ``OMP_NUM_THREADS=1``, says one). Speed only: the cut never depends on it."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     blas = _blas()
-    return max(1, min(controller.num_threads for controller in blas.lib_controllers)) if blas else 1
+    if blas is not None:
+        with _blas_lock:
+            if _state.get("blas_users"):  # this process's shards hold BLAS at one thread right now
+                return min(available, _state["blas_threads"])
+            return max(1, min(available, *(controller.num_threads for controller in blas.lib_controllers)))
+    return available
 
 
+@contextmanager
 def one_blas_thread():
-    """BLAS on one thread from now on, or until the returned context exits."""
+    """BLAS on one thread until the block ends. Shared by every thread that asks: the first in sets
+    it, the last out restores what it found, even when a signal arrives on the way out."""
     blas = _blas()
-    return blas.limit(limits=1) if blas else nullcontext()
+    if blas is None:
+        yield
+        return
+    entered = False
+    try:
+        with signals.deferred(), _blas_lock:
+            if not _state.get("blas_users"):
+                _state["blas_found"] = [controller.num_threads for controller in blas.lib_controllers]
+                _state["blas_threads"] = max(1, min(_state["blas_found"]))
+                _set_blas_threads(blas, [1] * len(blas.lib_controllers))
+            _state["blas_users"] = _state.get("blas_users", 0) + 1
+            entered = True
+        yield
+    finally:
+        if entered:
+            with signals.deferred(), _blas_lock:
+                _state["blas_users"] -= 1
+                if not _state["blas_users"]:
+                    _set_blas_threads(blas, _state.pop("blas_found"))
 
 
-def shards(n: int, macs_per_sample: int) -> list[tuple[int, int]]:
-    """(start, stop) slices of a batch of n: one per BLAS thread, as even as can be, each with at
-    least MIN_SHARD_MACS of work; [(0, n)] when the batch is too small to share."""
-    workers = n_workers()
-    if workers > MAX_SHARDS:
-        return [(0, n)]
-    count = max(1, min(workers, n, n * macs_per_sample // MIN_SHARD_MACS))
-    bounds = [n * k // count for k in range(count + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+def _set_blas_threads(blas, counts: list[int]) -> None:
+    """Set each BLAS library's thread count from whichever thread asks. (threadpoolctl ≥ 3.6 lets only
+    the first thread that set a limit set another and silently ignores the rest, so that a limit set
+    from one thread could never be undone from another.)"""
+    for controller, count in zip(blas.lib_controllers, counts):
+        getattr(controller, "_real_set_num_threads", controller.set_num_threads)(count)
 
 
 class Reducer:
@@ -101,7 +137,7 @@ class Reducer:
 
 
 def run(tasks: list[Callable[[], object]], reducers: tuple[Reducer, ...] = ()) -> list:
-    """Run the tasks at the same time, BLAS on one thread each; their results in order.
+    """Run the tasks at the same time on threads, BLAS on one thread each; their results in order.
 
     The calling thread runs the first task itself, so one shard costs no hand-off at all. A task
     that fails aborts ``reducers``, so that no other task waits forever for it.
@@ -110,12 +146,13 @@ def run(tasks: list[Callable[[], object]], reducers: tuple[Reducer, ...] = ()) -
         return [tasks[0]()]
     if reducers:
         tasks = [partial(_aborting, task, reducers) for task in tasks]
-    if _state.get("pool_size", 0) < len(tasks) - 1:
-        if "pool" in _state:
-            _state["pool"].shutdown(wait=False)
-        _state["pool"] = ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="yamlnet")
-        _state["pool_size"] = len(tasks) - 1
-    pool = _state["pool"]
+    with _blas_lock:
+        if _state.get("pool_size", 0) < len(tasks) - 1:
+            if "pool" in _state:
+                _state["pool"].shutdown(wait=False)
+            _state["pool"] = ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="yamlnet")
+            _state["pool_size"] = len(tasks) - 1
+        pool = _state["pool"]
     with one_blas_thread():
         futures = [pool.submit(task) for task in tasks[1:]]
         try:

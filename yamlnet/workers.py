@@ -1,144 +1,227 @@
-"""Shards in forked worker processes (Linux): the caller runs a batch's first shard, each other
-shard runs in a process forked once per model — for training steps and for inference.
+"""Shards in worker processes (Linux): every shard of a cut batch (``yamlnet.parallel``) runs in a
+worker process of its own, for training steps and for inference; the caller hands the work out,
+meets the shards at batchnorm's totals, and adds their gradients up in shard order.
 
-Why not threads (``yamlnet.parallel``): measured on 2 cores, two shards of resnet_small as threads
-of one process each spend ~26 ms of CPU where one alone spends 19.5, while two processes do not
-slow each other: a training step of resnet_small is 1.2–1.25× faster in processes, vgg's 1.1×,
-LeNet's inference 1.4–1.6× (README, performance). Where fork is unavailable (Windows, and macOS, whose system
-BLAS does not survive it) the threads remain.
+Why processes: on 2 cores, two shards of resnet_small as threads of one process each spend ~26 ms
+of CPU where one alone spends 19.5, while two processes do not slow each other (README,
+performance). Where workers cannot run (not Linux, a single core, workers that could not start or
+died twice) the model runs its shards on threads instead, with the same numbers.
 
-Nothing is pickled or sent: the model and its workers share fixed buffers, mapped before the fork
-(``mmap`` MAP_SHARED) — the weights and batchnorm's running statistics, each shard's inputs,
-labels and dropout draws, its outputs or gradients, loss and probabilities, batchnorm's partial
-sums — and two pipes per worker carry single bytes: train or infer, barrier, done. Every call
-copies the weights in, so a worker never holds stale ones, whatever the caller did to its arrays.
-A worker reads end-of-file when its model is gone and exits; the model reads end-of-file when a
-worker died and raises; any error during a call ends the workers (they may be mid-batch) and the
-next call forks new ones.
+**Started fresh, never forked.** A worker is a new interpreter (``subprocess``: vfork and exec),
+not a copy of the caller. A fork copies the caller's locks as they stand, and OpenBLAS's fork
+handler waits for its own threads: with another thread inside BLAS the fork never returns. A fresh
+interpreter holds none of that: no threads, no locks, no signal handlers of the application, no
+file descriptor but its own (``close_fds``), BLAS on the threads it is given, and its own process
+group, so that signals meant for the application's group (a terminal's Ctrl-C, a notebook
+kernel's clean-up) leave it alone.
+
+**What a worker gets is what it runs**: the resolved config as JSON, its shard number, and one
+anonymous shared-memory file (``memfd``) laid out as named arrays — the weights and batchnorm's
+running statistics (copied in at every call, so a worker never holds stale ones), each shard's
+inputs, labels and dropout draws, its gradients, loss, probabilities or outputs, and batchnorm's
+partial sums. Two pipes per worker carry single bytes: train or infer, barrier, done. Nothing is
+pickled.
+
+**Lifetime.** Workers belong to their model: they end when it is closed or unreachable (no cycle
+holds it), at interpreter exit, and within moments of their parent's death (a worker's watchdog
+thread sees its pipe hang up). A thread per worker waits for its exit, so that a worker that dies
+is reaped at once, never left a zombie. Starting and ending workers hold signals back
+(``signals.deferred``), so that no interrupt leaves one half-started or unreaped. Any error in a
+call ends the group (its workers may be mid-batch); the model starts a new one or uses threads.
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
-import signal
+import struct
+import subprocess
 import sys
 import threading
-import traceback
-import warnings
 import weakref
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from yamlnet import parallel
-from yamlnet.graph import run_forward
+from yamlnet import signals
 
 if TYPE_CHECKING:
     from yamlnet.model import Model
 
 #: off: shards run as threads (tests set it to compare the two)
-ENABLED = sys.platform.startswith("linux") and hasattr(os, "fork")
+ENABLED = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
 
-
-def available() -> bool:
-    """Whether this call may fork workers: on Linux, from the main thread only — a program that
-    trains from another thread (a server, a GUI, a Dask worker) may have threads inside BLAS or
-    holding locks, which a fork copies held forever (Python 3.12 warns of it)."""
-    return ENABLED and threading.current_thread() is threading.main_thread()
-
-TRAIN, INFER, BARRIER, DONE = b"t", b"i", b"b", b"d"
-
-#: pipe ends held by live worker groups: a new worker closes the other groups' ends, so that each
-#: worker sees end-of-file as soon as its own model lets go of it
-_OPEN_FDS: set[int] = set()
+TRAIN, INFER, BARRIER, DONE, READY = b"t", b"i", b"b", b"d", b"r"
+_ALIGN = 64
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where the worker imports yamlnet from: here
 
 
 class WorkerError(RuntimeError):
-    """A worker process stopped or fell out of step (its traceback is on stderr)."""
+    """A worker process could not start, stopped, or fell out of step (its traceback, if any, is on
+    stderr). Never a user's mistake: the model says so in a warning and carries on without it."""
 
 
-def _shared(shape: tuple, dtype) -> np.ndarray:
-    """A zeroed array in memory that a forked child shares with its parent."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    return np.frombuffer(mmap.mmap(-1, max(count * dtype.itemsize, 1), mmap.MAP_SHARED), dtype, count).reshape(shape)
+class WorkerWarning(RuntimeWarning):
+    """A model's worker processes stopped or could not start; it carries on, with the same numbers."""
 
 
-def _read(fd: int, expected: bytes) -> None:
-    byte = os.read(fd, 1)
-    if byte != expected:
-        raise WorkerError("a shard's worker process stopped" if not byte else
-                          f"a shard's worker is out of step (sent {byte!r}, expected {expected!r})")
+# -- shared memory ---------------------------------------------------------------------------
+def layout(model: "Model", n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
+    """The named arrays (name, shape, dtype) a group of ``n_shards`` workers shares, each shard holding
+    up to ``capacity`` samples."""
+    dtype = model.dtype.str
+    sizes = {kind: sum(value.size for layer in model.layers for value in getattr(layer, kind).values())
+             for kind in ("params", "state")}
+    width = max([layer.reduction_size for layer in model.layers if layer.needs_whole_batch], default=1)
+    arrays = [("weights", (sizes["params"],), dtype), ("state", (sizes["state"],), dtype),
+              ("counts", (n_shards + 2,), "<i8"),  # the shards in this call, the batch size, each shard's samples
+              ("parts", (2, n_shards, width), dtype)]  # batchnorm's partial sums, two rounds
+    for shard in range(n_shards):
+        arrays += [(f"{shard}/x", (capacity, *model.input_shape), dtype), (f"{shard}/y", (capacity,), "<i8"),
+                   (f"{shard}/grads", (sizes["params"],), dtype), (f"{shard}/loss", (1,), "<f8"),
+                   (f"{shard}/probs", (capacity, *model.layers[model.logits_at].output_shape), dtype),
+                   (f"{shard}/out", (capacity, *model.output_shape), dtype)]
+        arrays += [(f"{shard}/noise/{index}", (capacity, *model.layers[index].input_shape), dtype)
+                   for index in dropout_layers(model)]
+    return arrays
 
 
-def _write(fd: int, byte: bytes) -> None:
-    try:
-        os.write(fd, byte)
-    except BrokenPipeError:
-        raise WorkerError("a shard's worker process stopped") from None
+def dropout_layers(model: "Model") -> list[int]:
+    """The layers whose training forward draws random numbers (made by the model for the whole batch)."""
+    return [index for index, layer in enumerate(model.layers) if layer.draws_noise]
 
 
-class _Flat:
-    """Some of a model's arrays (its layers' params, grads or state: ``kind``) as one shared vector."""
+def map_arrays(fd: int, spec: list) -> dict[str, np.ndarray]:
+    """The arrays of ``spec`` (``layout``) over the shared-memory file ``fd``, which is sized to fit."""
+    offsets, total = [], 0
+    for _, shape, dtype in spec:
+        offsets.append(total)
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        total += -(-size // _ALIGN) * _ALIGN
+    if os.fstat(fd).st_size < total:
+        os.ftruncate(fd, total)
+    memory = mmap.mmap(fd, max(total, 1), mmap.MAP_SHARED)
+    return {name: np.frombuffer(memory, dtype, int(np.prod(shape, dtype=np.int64)), offset).reshape(shape)
+            for (name, shape, dtype), offset in zip(spec, offsets)}
 
-    def __init__(self, model: "Model", kind: str):
-        self.kind = kind
-        self.keys = [(index, key) for index, layer in enumerate(model.layers) for key in getattr(layer, kind)]
-        sizes = [getattr(model.layers[index], kind)[key].size for index, key in self.keys]
-        self.bounds = list(zip(np.cumsum([0] + sizes[:-1]), np.cumsum(sizes)))
-        self.vector = _shared((sum(sizes),), model.dtype)
 
-    def arrays(self, layers):
-        for (index, key), (start, stop) in zip(self.keys, self.bounds):
-            yield getattr(layers[index], self.kind)[key], self.vector[start:stop]
+class Flat:
+    """Some of a model's arrays (its layers' params, grads or state: ``kind``) over one shared vector."""
 
-    def store(self, layers) -> None:
-        for array, part in self.arrays(layers):
+    def __init__(self, layers, kind: str, vector: np.ndarray):
+        self.layers, self.kind, self.vector = layers, kind, vector
+
+    def parts(self):
+        """(array, its part of the vector), in layer order."""
+        start = 0
+        for layer in self.layers:
+            for array in getattr(layer, self.kind).values():
+                yield array, self.vector[start:start + array.size]
+                start += array.size
+
+    def store(self) -> None:
+        for array, part in self.parts():
             part[...] = array.ravel()
 
-    def load(self, layers) -> None:
-        for array, part in self.arrays(layers):
+    def load(self) -> None:
+        for array, part in self.parts():
             array[...] = part.reshape(array.shape)
 
 
-class ShardWorkers:
-    """Shards 1 … S − 1 of ``model``'s batches, each in its own forked process.
+# -- pipes -----------------------------------------------------------------------------------
+def read_byte(fd: int) -> bytes:
+    byte = os.read(fd, 1)
+    if not byte:
+        raise WorkerError("a shard's worker process stopped")
+    return byte
 
-    ``capacity``: the most samples a worker's shard may hold (its buffers are fixed at the fork).
-    """
 
-    def __init__(self, model: "Model", n_shards: int, capacity: int):
-        self.n_shards, self.capacity = n_shards, capacity
-        self.weights, self.states = _Flat(model, "params"), _Flat(model, "state")
-        self.dropouts = [index for index, layer in enumerate(model.layers)
-                         if layer.type == "dropout" and layer.config["rate"] > 0]
-        dtype = model.dtype
-        self.shards = [{"x": _shared((capacity, *model.input_shape), dtype),
-                        "y": _shared((capacity,), np.int64),
-                        "n": _shared((2,), np.int64),  # this shard's samples, the whole batch's
-                        "grads": _Flat(model, "grads"),
-                        "loss": _shared((1,), np.float64),
-                        "probs": _shared((capacity, *model.layers[model.logits_at].output_shape), dtype),
-                        "out": _shared((capacity, *model.output_shape), dtype),
-                        "noise": [_shared((capacity, *model.layers[index].input_shape), dtype)
-                                  for index in self.dropouts]}
-                       for _ in range(n_shards - 1)]
-        width = max([2 * model.layers[index].channels + 1 for index in model._whole_batch_layers], default=1)
-        self.parts = _shared((2, n_shards, width), dtype)  # batchnorm's partial sums, two rounds
-        self.pids: list[int] = []
-        self.down: list[int] = []  # model → worker k + 1
-        self.up: list[int] = []    # worker k + 1 → model
-        self.owner = os.getpid()  # a process forked from the owner must fork workers of its own
-        self._pipes: list[int] = []  # the owner's ends of both
-        self._finalizer = weakref.finalize(self, _end, self.owner, self.pids, self._pipes)
-        self.reducer = PipeReducer(self)  # the model's own (shard 0's); each worker makes its own
+def write_byte(fd: int, byte: bytes) -> None:
+    try:
+        os.write(fd, byte)
+    except (BrokenPipeError, ConnectionResetError):
+        raise WorkerError("a shard's worker process stopped") from None
+
+
+def write_message(fd: int, message: dict) -> None:
+    data = json.dumps(message).encode()
+    data = struct.pack("<Q", len(data)) + data
+    while data:
         try:
-            for shard in range(1, n_shards):
-                self._fork(model, shard)
-        except BaseException:  # (fork failed: no memory, too many processes) end those already forked
+            data = data[os.write(fd, data):]
+        except BrokenPipeError:
+            raise WorkerError("a shard's worker process stopped before it started") from None
+
+
+def read_message(fd: int) -> dict:
+    def exactly(count: int) -> bytes:
+        chunks = b""
+        while len(chunks) < count:
+            chunk = os.read(fd, count - len(chunks))
+            if not chunk:
+                raise WorkerError("the model's side closed before the worker started")
+            chunks += chunk
+        return chunks
+
+    return json.loads(exactly(struct.unpack("<Q", exactly(8))[0]))
+
+
+# -- the caller's side -----------------------------------------------------------------------
+class ShardWorkers:
+    """``n_shards`` worker processes for ``model``'s shards, each holding up to ``capacity`` samples
+    (their buffers are fixed when they start), each with BLAS on ``blas_threads`` threads."""
+
+    def __init__(self, model: "Model", n_shards: int, capacity: int, blas_threads: int = 1):
+        self.n_shards, self.capacity = n_shards, capacity
+        self.owner = os.getpid()  # a process forked from the owner starts workers of its own
+        self.processes: list[subprocess.Popen] = []
+        self.down: list[int] = []  # model → worker
+        self.up: list[int] = []    # worker → model
+        self._fds: list[int] = []  # every descriptor the group holds
+        self._finalizer = weakref.finalize(self, _end, self.owner, self.processes, self._fds)
+        try:
+            spec = layout(model, n_shards, capacity)
+            with signals.deferred():
+                memory = os.memfd_create("yamlnet-shards")
+                self._fds.append(memory)
+            self.arrays = map_arrays(memory, spec)
+            self.weights = Flat(model.layers, "params", self.arrays["weights"])
+            self.state = Flat(model.layers, "state", self.arrays["state"])
+            self.dropouts = dropout_layers(model)
+            for shard in range(n_shards):
+                self._start(shard, memory, blas_threads)
+                write_message(self.down[shard], {"config": model.config, "shard": shard, "layout": spec})
+            for fd in self.up:
+                if read_byte(fd) != READY:
+                    raise WorkerError("a shard's worker is out of step at its start")
+        except BaseException as error:  # end those already started, whatever stopped the rest
             self.close()
+            if isinstance(error, OSError):
+                raise WorkerError(f"cannot start a worker process: {error}") from None
             raise
+
+    def _start(self, shard: int, memory: int, blas_threads: int) -> None:
+        environment = {**os.environ, **{name: str(blas_threads) for name in _THREAD_VARIABLES}}
+        code = (f"import sys; sys.path[0] = {_ROOT!r}; from yamlnet.shard_worker import main; "
+                f"main({memory}, %d, %d, {[int(number) for number in signals.handled()]!r})")
+        with signals.deferred():  # a process started is a process recorded, whatever arrives meanwhile
+            down_r, down_w = os.pipe()
+            up_r, up_w = os.pipe()
+            self._fds += down_w, up_r
+            try:
+                process = subprocess.Popen([sys.executable, "-c", code % (down_r, up_w)], env=environment,
+                                           stdin=subprocess.DEVNULL, pass_fds=(memory, down_r, up_w),
+                                           close_fds=True, start_new_session=True)
+            finally:
+                os.close(down_r)
+                os.close(up_w)
+            self.processes.append(process)
+            self.down.append(down_w)
+            self.up.append(up_r)
+        # reaped the moment it exits, however it ends: never a zombie beside a live caller
+        threading.Thread(target=_reap, args=(process,), name="yamlnet-reaper", daemon=True).start()
 
     @property
     def closed(self) -> bool:
@@ -147,150 +230,90 @@ class ShardWorkers:
     def close(self) -> None:
         self._finalizer()
 
-    def _fork(self, model: "Model", shard: int) -> None:
-        down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with warnings.catch_warnings():  # Python ≥ 3.12 warns of fork with threads: the worker never uses them
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the worker: never returns into the caller's code
-            status = 1
-            try:
-                for fd in _OPEN_FDS | {down_w, up_r}:
-                    os.close(fd)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the model's caller's to handle
-                self.own_pipes = (down_r, up_w)
-                self._serve(model, shard)
-                status = 0
-            except (BrokenPipeError, WorkerError):  # the model's side is gone mid-batch: nothing to say
-                pass
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(status)
-        os.close(down_r)
-        os.close(up_w)
-        self.pids.append(pid)
-        self.down.append(down_w)
-        self.up.append(up_r)
-        self._pipes += down_w, up_r
-        _OPEN_FDS.update((down_w, up_r))
-
-    # -- in the worker -------------------------------------------------------------------
-    def _serve(self, model: "Model", shard: int) -> None:
-        parallel.one_blas_thread()  # for good: a worker runs one shard at a time
-        replica = model._replicas[shard]
-        reducer = PipeReducer(self)
-        for index in model._whole_batch_layers:
-            replica[index].reducer, replica[index].shard = reducer, shard
-        buffers = self.shards[shard - 1]
-        down, up = self.own_pipes
-        while (command := os.read(down, 1)) in (TRAIN, INFER):  # else end-of-file: the model is gone
-            self.weights.load(model.layers)  # the replica shares their params and state dicts
-            n, batch_size = (int(value) for value in buffers["n"])
-            x = buffers["x"][:n]
-            if command == TRAIN:
-                for index, noise in zip(self.dropouts, buffers["noise"]):
-                    replica[index].noise = noise[:n]
-                buffers["loss"][0], buffers["probs"][:n] = model._train_shard(
-                    model.execution(True, replica), x, buffers["y"][:n], batch_size)
-                buffers["grads"].store(replica)
-            else:
-                self.states.load(model.layers)
-                buffers["out"][:n] = run_forward(model.execution(False, replica), model.graph, x, training=False)
-            os.write(up, DONE)
-
-    # -- in the caller -------------------------------------------------------------------
     def run(self, model: "Model", x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
-            first: Callable[[], object]) -> list:
-        """One batch, cut at ``bounds``: ``first`` (shard 0) here, the others in the workers; with labels
-        y a training step (every shard's (loss, probs); the model's grads the whole batch's), without
-        them inference (every shard's outputs). On any error (a second Ctrl-C included) the workers
-        are ended: they may be mid-batch."""
+            noise: dict[int, np.ndarray]) -> list:
+        """One batch, cut at ``bounds`` (at most ``n_shards`` shards, each at most ``capacity``): with
+        labels y a training step — every shard's (loss, probs), the model's grads and batchnorm state
+        the whole batch's —, without them inference — every shard's outputs. ``noise``: dropout's
+        draws for the whole batch. On any error (an interrupt included) the group is ended."""
         try:
-            self._start(model, x, y, bounds)
-            with parallel.one_blas_thread():
-                first_result = first()
-            return [first_result] + self._finish(model, y is not None, bounds)
+            self._hand_out(model, x, y, bounds, noise)
+            self._meet(len(bounds))
+            return self._collect(model, y is not None, bounds)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, model: "Model", x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]]) -> None:
-        self.weights.store(model.layers)
-        if y is None:
-            self.states.store(model.layers)
-        for shard, (start, stop) in enumerate(bounds[1:], 1):
-            buffers = self.shards[shard - 1]
-            buffers["n"][:] = stop - start, len(x)
-            buffers["x"][:stop - start] = x[start:stop]
+    def _hand_out(self, model, x, y, bounds, noise) -> None:
+        arrays = self.arrays
+        self.weights.store()
+        self.state.store()
+        arrays["counts"][:2] = len(bounds), len(x)
+        for shard, (start, stop) in enumerate(bounds):
+            arrays["counts"][2 + shard] = stop - start
+            arrays[f"{shard}/x"][:stop - start] = x[start:stop]
             if y is not None:
-                buffers["y"][:stop - start] = y[start:stop]
-                for index, noise in zip(self.dropouts, buffers["noise"]):  # drawn by the model, as for threads
-                    noise[:stop - start] = model._replicas[shard][index].noise
-                    model._replicas[shard][index].noise = None
-            _write(self.down[shard - 1], INFER if y is None else TRAIN)
+                arrays[f"{shard}/y"][:stop - start] = y[start:stop]
+                for index, draws in noise.items():
+                    arrays[f"{shard}/noise/{index}"][:stop - start] = draws[start:stop]
+        for shard in range(len(bounds)):
+            write_byte(self.down[shard], INFER if y is None else TRAIN)
 
-    def _finish(self, model: "Model", training: bool, bounds: list[tuple[int, int]]) -> list:
-        """Wait for the workers; their results, and in training their gradients added to the model's,
-        in shard order (the sums the threads make)."""
-        results = []
-        for shard, (start, stop) in enumerate(bounds[1:], 1):
-            _read(self.up[shard - 1], DONE)
-            buffers = self.shards[shard - 1]
-            if training:
-                for grad, part in buffers["grads"].arrays(model.layers):
-                    grad += part.reshape(grad.shape)
-                results.append((float(buffers["loss"][0]), buffers["probs"][:stop - start].copy()))
-            else:
-                results.append(buffers["out"][:stop - start].copy())
-        return results
+    def _meet(self, active: int) -> None:
+        """Wait until the active workers are done, letting them through each barrier together (every
+        shard passes the same barriers: the same layers, in the same order)."""
+        while True:
+            said = {read_byte(self.up[shard]) for shard in range(active)}
+            if said == {DONE}:
+                return
+            if said != {BARRIER}:
+                raise WorkerError(f"the shards' workers are out of step (they sent {sorted(said)})")
+            for shard in range(active):
+                write_byte(self.down[shard], BARRIER)
 
-    def barrier(self, shard: int) -> None:
-        """Wait until every shard has reached this point (batchnorm's sums, each written to ``parts``)."""
-        if shard == 0:
-            for fd in self.up:
-                _read(fd, BARRIER)
-            for fd in self.down:
-                _write(fd, BARRIER)
-        else:
-            down, up = self.own_pipes
-            os.write(up, BARRIER)
-            _read(down, BARRIER)
-
-
-def _end(owner: int, pids: list[int], fds: list[int]) -> None:
-    """Close a group's pipes and end its workers (idle ones exit on end-of-file; a busy one is
-    killed); in a process forked from their owner, only close its copies of the pipes."""
-    for fd in fds:
-        _OPEN_FDS.discard(fd)
-        os.close(fd)
-    if os.getpid() != owner:
-        return
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):  # reaped already (SIGCHLD ignored, os.wait elsewhere)
-            pass
+    def _collect(self, model, training: bool, bounds) -> list:
+        """The shards' results; in training their gradients added in shard order (the sums the
+        threads make) and shard 0's batchnorm state (the one that updates it)."""
+        arrays = self.arrays
+        if not training:
+            return [arrays[f"{shard}/out"][:stop - start].copy() for shard, (start, stop) in enumerate(bounds)]
+        grads = [Flat(model.layers, "grads", arrays[f"{shard}/grads"]).parts() for shard in range(len(bounds))]
+        for (grad, part), *others in zip(*grads):
+            grad[...] = part.reshape(grad.shape)
+            for _, other in others:
+                grad += other.reshape(grad.shape)
+        self.state.load()
+        return [(float(arrays[f"{shard}/loss"][0]), arrays[f"{shard}/probs"][:stop - start].copy())
+                for shard, (start, stop) in enumerate(bounds)]
 
 
-class PipeReducer:
-    """``parallel.Reducer`` across processes: each shard writes its part to the shared ``parts``,
-    waits at the workers' barrier, and sums every part in shard order (so the totals equal the
-    threads'). The parts alternate between two rows for the reason given there."""
+_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
-    def __init__(self, workers: ShardWorkers):
-        self.workers, self.calls = workers, 0
 
-    def total(self, shard: int, array: np.ndarray) -> np.ndarray:
-        parts = self.workers.parts[self.calls % 2, :, :len(array)]
-        self.calls += 1
-        parts[shard] = array
-        self.workers.barrier(shard)
-        total = parts[0].copy()
-        for part in parts[1:]:
-            total += part
-        return total
+def _reap(process: subprocess.Popen) -> None:
+    try:
+        process.wait()
+    except ChildProcessError:  # reaped by someone else (SIGCHLD ignored, os.wait elsewhere)
+        pass
+
+
+def _end(owner: int, processes: list[subprocess.Popen], fds: list[int]) -> None:
+    """Close a group's descriptors and end its workers (killed: they may be mid-batch, and hold
+    nothing worth saving), waiting until each is reaped. In a process forked from the owner, only
+    close its copies of the descriptors: the workers are the owner's."""
+    with signals.deferred():
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        fds.clear()
+        if os.getpid() != owner:
+            return
+        for process in processes:
+            try:
+                process.kill()
+            except OSError:
+                pass
+        for process in processes:
+            _reap(process)

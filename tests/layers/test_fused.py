@@ -127,13 +127,12 @@ def test_a_model_trains_the_same_fused_or_not(dtype, shards, monkeypatch):
     from yamlnet import model as model_module
     from yamlnet import parallel
 
-    monkeypatch.setattr(parallel, "n_workers", lambda: shards)
     monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((40, 12, 12, 1)).astype(dtype)
     y = rng.integers(0, 3, 40)
-    config = lenet_like(input=[12, 12, 1], training={"dtype": dtype, "learning_rate": 0.1})
+    config = lenet_like(input=[12, 12, 1], training={"dtype": dtype, "learning_rate": 0.1, "shards": shards})
     results = []
     for fusing in (True, False):
         if not fusing:

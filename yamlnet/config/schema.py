@@ -75,6 +75,13 @@ TRAINING_PROPERTIES = {
     "seed": {"type": "integer", "minimum": 0, "default": 0,
              "description": "seeds weights, split, shuffling and dropout: same file, same run"},
     "dtype": {"enum": ["float32", "float64"], "default": "float32", "description": "float64 for checks"},
+    "shards": {"type": "integer", "minimum": 1, "maximum": 64, "default": 2,
+               "description": "cut each batch into at most this many shards that run side by side, one per core; "
+                              "part of the run's arithmetic like the seed (the same value, the same weights on "
+                              "any machine); 1: whole batches"},
+    "checkpoint_every": {"type": "integer", "minimum": 0, "default": 0,
+                         "description": "also write checkpoints/last.npz every this many batches, so that a "
+                                        "killed run loses at most that many; 0: at the end of each epoch only"},
     "max_memory": {
         "anyOf": [{"type": "integer", "minimum": 1},
                   {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B)\s*$"}],

@@ -57,8 +57,13 @@ class Layer:
     needs_volume: ClassVar[bool] = False
     #: a join reads two or more inputs: shapes, arrays and gradients come as lists, in ``inputs`` order
     joins: ClassVar[bool] = False
-    #: whether a training batch must be normalized as a whole (batchnorm): no cutting it into shards
+    #: whether a training batch must be normalized as a whole (batchnorm): the shards of a cut batch
+    #: then add up their sums through a reducer, the largest of which has ``reduction_size`` values
     needs_whole_batch: ClassVar[bool] = False
+    reduction_size: int = 0
+    #: whether a training forward draws random numbers (dropout): the model draws them for the whole
+    #: batch (``draw_noise``) when it cuts the batch, so that a run draws the same however it is cut
+    draws_noise: bool = False
 
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name

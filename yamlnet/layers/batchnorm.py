@@ -34,6 +34,11 @@ class BatchNorm(Layer):
     def channels(self) -> int:
         return self.input_shape[-1]
 
+    @property
+    def reduction_size(self) -> int:
+        """The longest array totalled across shards: both backward sums of every channel, side by side."""
+        return 2 * self.channels + 1
+
     def param_shapes(self):
         return {"gamma": (self.channels,), "beta": (self.channels,)}
 

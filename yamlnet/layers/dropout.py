@@ -31,6 +31,10 @@ class Dropout(Layer):
         twin.rng = self.rng
         return twin
 
+    @property
+    def draws_noise(self) -> bool:
+        return self.config["rate"] > 0
+
     def draw_noise(self, n: int) -> np.ndarray | None:
         """The uniform draws (n, ...) that a training forward of n samples would make; None at rate 0."""
         rate = self.config["rate"]

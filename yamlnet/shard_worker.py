@@ -1,0 +1,102 @@
+"""The worker process's side of ``yamlnet.workers``: a fresh interpreter that builds the layers of a
+config, then runs one shard of each batch it is handed until its model lets go of it.
+
+    python -c "…; from yamlnet.shard_worker import main; main(MEMORY_FD, DOWN_FD, UP_FD, IGNORED)"
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import threading
+
+from yamlnet import workers
+from yamlnet.graph import run_forward
+from yamlnet.model import Model
+
+
+def main(memory: int, down: int, up: int, ignored: list[int]) -> None:
+    """Serve shards; exit quietly when the model's side is gone (end-of-file, a broken pipe), with a
+    traceback on stderr for anything else (a bug: the model then carries on without workers)."""
+    try:
+        _reset_signals(ignored)
+        threading.Thread(target=_exit_when_orphaned, args=(down,), daemon=True).start()
+        message = workers.read_message(down)
+        arrays = workers.map_arrays(memory, message["layout"])
+        os.close(memory)  # the mapping stays
+        _serve(Model(message["config"]), message["shard"], arrays, down, up)
+    except (workers.WorkerError, BrokenPipeError):  # the model's side went away: nothing to say
+        pass
+    os._exit(0)
+
+
+def _reset_signals(ignored: list[int]) -> None:
+    """Every signal to its default, but those the parent handles, which are ignored: a job manager
+    signals every process of the job, and the parent's answer (finish the batch, write a checkpoint)
+    needs its workers alive. A fresh interpreter also starts with the parent's signal mask: clear it."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for number in workers.signals.CATCHABLE:
+        signal.signal(number, signal.SIG_IGN if number in ignored else signal.SIG_DFL)
+
+
+def _exit_when_orphaned(down: int) -> None:
+    """End this process as soon as the pipe from the model hangs up (the model closed it, or its
+    process died), even in the middle of a shard."""
+    poller = select.poll()
+    poller.register(down, select.POLLHUP)
+    while True:
+        for _, event in poller.poll():
+            if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                os._exit(0)
+
+
+class _PipeReducer:
+    """``parallel.Reducer`` across processes: each shard writes its part to the shared ``parts``,
+    meets the others at the model's barrier, and sums every part in shard order (so the totals equal
+    the threads'). The parts alternate between two rows for the reason given there."""
+
+    def __init__(self, parts, counts, down: int, up: int):
+        self.parts, self.counts, self.down, self.up, self.calls = parts, counts, down, up, 0
+
+    def total(self, shard: int, array):
+        parts = self.parts[self.calls % 2, :int(self.counts[0]), :len(array)]
+        self.calls += 1
+        parts[shard] = array
+        workers.write_byte(self.up, workers.BARRIER)
+        if workers.read_byte(self.down) != workers.BARRIER:
+            raise workers.WorkerError("out of step at a barrier")
+        total = parts[0].copy()
+        for part in parts[1:]:
+            total += part
+        return total
+
+
+def _serve(model: Model, shard: int, arrays: dict, down: int, up: int) -> None:
+    weights = workers.Flat(model.layers, "params", arrays["weights"])
+    state = workers.Flat(model.layers, "state", arrays["state"])
+    grads = workers.Flat(model.layers, "grads", arrays[f"{shard}/grads"])
+    reducer = _PipeReducer(arrays["parts"], arrays["counts"], down, up)
+    for layer in model.layers:
+        if layer.needs_whole_batch:
+            layer.reducer, layer.shard = reducer, shard
+    dropouts = workers.dropout_layers(model)
+    workers.write_byte(up, workers.READY)
+    while (command := os.read(down, 1)) in (workers.TRAIN, workers.INFER):  # else end-of-file: the model is gone
+        weights.load()
+        state.load()
+        n, batch_size = int(arrays["counts"][2 + shard]), int(arrays["counts"][1])
+        x = arrays[f"{shard}/x"][:n]
+        if command == workers.TRAIN:
+            for index in dropouts:
+                model.layers[index].noise = arrays[f"{shard}/noise/{index}"][:n]
+            reducer.calls = 0
+            loss, arrays[f"{shard}/probs"][:n] = model.shard_train_step(
+                model.execution(True), x, arrays[f"{shard}/y"][:n], batch_size)
+            arrays[f"{shard}/loss"][0] = loss
+            grads.store()
+            if shard == 0:  # the one that updates batchnorm's running statistics
+                state.store()
+        else:
+            arrays[f"{shard}/out"][:n] = run_forward(model.execution(False), model.graph, x, training=False)
+        workers.write_byte(up, workers.DONE)
