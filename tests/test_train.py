@@ -264,7 +264,7 @@ def test_extending_is_refused_where_it_would_not_be_the_same_run(tmp_path):
     assert result.exit_code == 2 and "cosine learning-rate schedule is shaped by training.epochs" in result.output
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "cosine"),
                                       "--set", "training.learning_rate=0.5"])
-    assert result.exit_code == 2 and "only training.epochs may change, not training.learning_rate" in result.output
+    assert result.exit_code == 2 and "only training.checkpoint_every, training.epochs may change, not training.learning_rate" in result.output
     train(with_training(epochs=2), out=tmp_path / "two")
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "two"), "--set", "training.epochs=1"])
     assert result.exit_code == 2 and "has trained 2 epochs already" in result.output

@@ -63,16 +63,18 @@ def shards_and_a_deadline(monkeypatch):
 
 
 def children() -> dict[int, str]:
-    """This process's child processes: pid → state (R, S, Z, …)."""
+    """This process's shard workers, live or zombie: pid → state (R, S, Z, …). (Other children, such as
+    multiprocessing's resource tracker that Dask starts, are not ours to count.)"""
     found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = open(f"/proc/{entry}/stat").read()
+                command = open(f"/proc/{entry}/cmdline").read()
             except OSError:
                 continue
             state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-            if int(ppid) == os.getpid():
+            if int(ppid) == os.getpid() and ("shard_worker" in command or state == "Z"):
                 found[int(entry)] = state
     return found
 

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -186,7 +187,7 @@ def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not wi
         draw_plots(result.run_dir)
     typer.echo(result.final_line())
     if result.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -337,7 +338,13 @@ def draw(file: Path = ModelFile,
         typer.echo(str(draw_network(config, layers, out or Path(f"{config['name']}.{format_}"))))
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line on stderr, like an error: a command-line user has no use for its source line."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 def main() -> None:
+    warnings.showwarning = _warning_line
     app()
 
 

@@ -52,7 +52,9 @@ def new_run_dir(config: dict, out: str | os.PathLike | None) -> Path:
     return path
 
 
-def write_config(run_dir: Path, config: dict, source: str | None, overrides) -> None:
+def write_config(run_dir: Path, config: dict, source: str | None, overrides, cut: dict | None = None) -> None:
+    """config.yaml, and run.json: where the run came from, and how its batches are cut into shards
+    (``cut``: part of its arithmetic, so that a resume on another machine cuts them the same way)."""
     header = "# The resolved config of this run: defaults filled in"
     if overrides:
         header += ", overrides applied:\n" + "".join(f"#   --set {item}\n" for item in overrides)
@@ -60,18 +62,24 @@ def write_config(run_dir: Path, config: dict, source: str | None, overrides) -> 
         header += ".\n"
     write_text_atomic(run_dir / CONFIG, header + dump_yaml(config))
     from yamlnet import __version__
-    write_text_atomic(run_dir / "run.json", json.dumps(
-        {"source": source, "overrides": list(overrides), "yamlnet": __version__}, indent=2) + "\n")
+    info = {"source": source, "overrides": list(overrides), "yamlnet": __version__}
+    write_text_atomic(run_dir / "run.json", json.dumps(info | ({"cut": cut} if cut else {}), indent=2) + "\n")
+
+
+def read_info(run_dir: Path) -> dict:
+    """run.json, or {} where it is missing or unreadable (a run from an older version)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def extend(run_dir: Path, config: dict, overrides) -> None:
     """Record that a run goes on under ``overrides`` (``training.epochs``): config.yaml says so, run.json
     lists it, and the run is no longer finished (its summary goes until it ends again)."""
     info_path = run_dir / "run.json"
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = {}
+    info = read_info(run_dir)
     info["resumed_with"] = [*info.get("resumed_with", []), *overrides]
     lines = (run_dir / CONFIG).read_text(encoding="utf-8").splitlines()
     comments = [line for line in lines[:next((i for i, line in enumerate(lines) if not line.startswith("#")), 0)]]

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from yamlnet.config.schema import SWEEP_SCHEMA, check, fill_defaults
 from yamlnet.errors import ConfigError, Interrupted, YamlnetError
 from yamlnet.model import plan
 from yamlnet.runs import SUMMARY, read_metrics
+from yamlnet.signals import STOP_SIGNALS, StopRequest, deferred
 
 _RESERVED = set(SWEEP_SCHEMA["properties"])
 _LOWER_IS_BETTER = {"loss", "val_loss"}
@@ -93,49 +95,80 @@ def run_one(job: dict) -> dict:
             result = train(resume=out, quiet=True)
         else:
             result = train(job["source"], out=out, overrides=job["overrides"], quiet=True)
-        return _result(job, "interrupted" if result.interrupted else "ok")
+        return {**_result(job, "interrupted" if result.interrupted else "ok"), "exit_code": result.exit_code}
     except YamlnetError as error:
         return _result(job, "failed", str(error))
     except Exception as error:  # a run's bug must not stop the others; it is reported in the table
         return _result(job, "failed", f"{type(error).__name__}: {error}")
 
 
+class _Stopped(Exception):
+    """A signal stopped the sweep: the runs it reached wrote checkpoints; no new run was started."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
 def _run_processes(jobs: list[dict], workers: int, collect) -> None:
     """Each run as its own ``yamlnet train`` process, ``workers`` at a time, each with one BLAS
     thread (N runs on N cores beat N runs fighting over each core). Results come back through the
-    run directories, so nothing crosses between processes but arguments and exit codes."""
+    run directories, so nothing crosses between processes but arguments and exit codes.
+
+    The runs have a session of their own, so that a terminal's Ctrl-C reaches the sweep alone; the
+    sweep passes each stop signal (Ctrl-C, SIGTERM, SIGHUP) on to every run once, starts no new run,
+    and waits for the runs to write their checkpoints (a second signal is passed on too: they stop at once)."""
     environment = {**os.environ, **{name: "1" for name in _THREAD_VARIABLES}}
     pending, running = list(jobs), []
+    forwarded = None
+
+    def launch(job) -> None:
+        out = Path(job["out"])
+        if _finished(out):
+            collect(_result(job, "done before"))
+            return
+        arguments = ["--resume", str(out)] if _started(out) else [
+            job["source"], "--out", str(out), *(part for item in job["overrides"] for part in ("--set", item))]
+        log = tempfile.TemporaryFile("w+", encoding="utf-8")
+        with deferred():  # a run started is a run recorded, to be signalled and waited for
+            process = subprocess.Popen([sys.executable, "-m", "yamlnet", "train", "--quiet", *arguments],
+                                       env=environment, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            running.append((process, job, log))
+
+    def finished(entry) -> None:
+        running.remove(entry)
+        process, job, log = entry
+        log.seek(0)
+        lines = log.read().strip().splitlines()
+        log.close()
+        status = "ok" if process.returncode == 0 else \
+            "interrupted" if process.returncode in (128 + number for number in STOP_SIGNALS) else "failed"
+        error = ""
+        if status == "failed":
+            error = lines[-1] if lines else f"ended by signal {-process.returncode}"
+        collect(_result(job, status, error))
+
     try:
-        while pending or running:
-            while pending and len(running) < workers:
-                job = pending.pop(0)
-                out = Path(job["out"])
-                if _finished(out):
-                    collect(_result(job, "done before"))
-                    continue
-                arguments = ["--resume", str(out)] if _started(out) else [
-                    job["source"], "--out", str(out), *(part for item in job["overrides"] for part in ("--set", item))]
-                log = tempfile.TemporaryFile("w+", encoding="utf-8")
-                process = subprocess.Popen([sys.executable, "-m", "yamlnet", "train", "--quiet", *arguments],
-                                           env=environment, stdout=subprocess.DEVNULL, stderr=log)
-                running.append((process, job, log))
-            time.sleep(0.05)
-            for entry in [entry for entry in running if entry[0].poll() is not None]:
-                running.remove(entry)
-                process, job, log = entry
-                log.seek(0)
-                lines = log.read().strip().splitlines()
-                log.close()
-                status = {0: "ok", 130: "interrupted"}.get(process.returncode, "failed")
-                error = ""
-                if status == "failed":
-                    error = lines[-1] if lines else f"ended by signal {-process.returncode}"
-                collect(_result(job, status, error))
-    except KeyboardInterrupt:
-        for process, _, _ in running:  # Ctrl-C reached them too: each checkpoints after its batch
-            process.wait()
+        with StopRequest() as stop:
+            while running or (pending and not stop.requested):
+                while pending and len(running) < workers and not stop.requested:
+                    launch(pending.pop(0))
+                if stop.requested and forwarded is None:
+                    forwarded = stop.signal
+                    for process, _, _ in running:
+                        process.send_signal(stop.signal)
+                time.sleep(0.05)
+                for entry in [entry for entry in running if entry[0].poll() is not None]:
+                    finished(entry)
+    except BaseException:  # a second signal: pass it on, so that the runs stop at once too; wait for them
+        for process, _, _ in running:
+            process.send_signal(forwarded or signal.SIGINT)
+        for entry in list(running):
+            entry[0].wait()
+            finished(entry)
         raise
+    if stop.requested:
+        raise _Stopped(stop.exit_code)
 
 
 def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int | None = None,
@@ -168,11 +201,13 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
         {"source": str(source), "overrides": list(overrides), "sweep": spec, "runs": jobs}, indent=2) + "\n")
     try:
         results = _execute(jobs, workers or os.cpu_count() or 1, dask_address, on_result)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped) as stop:
         again = " ".join([str(source), *(["--sweep", str(sweep_file)] if sweep_file else []), "--out", str(sweep_dir),
                           *(f"--set {shlex.quote(item)}" for item in overrides)])
-        raise Interrupted(f"interrupted; every run wrote a checkpoint. Continue the sweep with: "
-                          f"yamlnet sweep {again}") from None
+        error = Interrupted(f"interrupted; the runs it reached wrote checkpoints, no new run was started. "
+                            f"Continue the sweep with: yamlnet sweep {again}")
+        error.exit_code = getattr(stop, "exit_code", 130)
+        raise error from None
     rows = _rows(results, spec["metric"])
     _write_csv(sweep_dir / "results.csv", rows, [key for key in spec if key not in _RESERVED], spec["metric"])
     return {"dir": sweep_dir, "metric": spec["metric"], "keys": [k for k in spec if k not in _RESERVED],
@@ -202,7 +237,10 @@ def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
                 collect(future.result())
     elif workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            collect(run_one(job))
+            result = run_one(job)
+            collect(result)
+            if result["status"] == "interrupted":  # the run caught the signal: the sweep stops with it
+                raise _Stopped(result["exit_code"])
     else:
         _run_processes(jobs, workers, collect)
     order = {job["out"]: index for index, job in enumerate(jobs)}
@@ -229,7 +267,13 @@ def _rows(results: list[dict], metric: str) -> list[dict]:
                      "final_loss": final.get("loss"), "epochs": len(metrics), "status": result["status"],
                      "error": result["error"]})
     sign = 1 if metric in _LOWER_IS_BETTER else -1
-    return sorted(rows, key=lambda row: (row["best"] is None, sign * (row["best"] or 0), row["run"]))
+    return sorted(rows, key=lambda row: (row["status"] not in _FINISHED, row["best"] is None,
+                                         sign * (row["best"] or 0), row["run"]))
+
+
+#: the statuses of runs that trained to their end: only they can be the best (an interrupted run's
+#: figures are those of a shorter run)
+_FINISHED = {"ok", "done before"}
 
 
 def _write_csv(path: Path, rows: list[dict], keys: list[str], metric: str) -> None:
@@ -274,7 +318,7 @@ def render(result: dict) -> str:
                        for i, cell in enumerate(row)).rstrip() for row in [header, *body]]
     lines.insert(1, "─" * min(max(len(line) for line in lines), TABLE_WIDTH))
     lines.append(f"\nsweep: {result['dir']}  (results.csv)")
-    best = next((row for row in result["rows"] if row["best"] is not None), None)
+    best = next((row for row in result["rows"] if row["best"] is not None and row["status"] in _FINISHED), None)
     if best is not None:
         settings = [*result["overrides"], *(f"{k}={json.dumps(best['set:' + k])}" for k in keys)]
         sets = " ".join(f"--set {shlex.quote(item)}" for item in settings)

@@ -9,15 +9,13 @@ is stopped and resumed ends exactly where an uninterrupted one does.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from yamlnet import runs
+from yamlnet import parallel, runs
 from yamlnet.config import Document, resolve
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
@@ -27,6 +25,7 @@ from yamlnet.model import Model, check_classifier, check_init_weights
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
+from yamlnet.signals import StopRequest
 from yamlnet.summary import render
 
 _HIGHER_IS_BETTER = {"accuracy", "val_accuracy"}
@@ -58,12 +57,17 @@ class TrainResult:
     best_value: float | None
     interrupted: bool = False
     already_finished: bool = False  # --resume of a run that had ended: nothing was trained
+    stopped_by: str = ""  # interrupted: Ctrl-C, SIGTERM or SIGHUP
+    exit_code: int = 0  # interrupted: what a shell reports for that signal (130, 143, 129)
 
     @property
     def final(self) -> dict:
         return self.metrics[-1] if self.metrics else {}
 
     def final_line(self) -> str:
+        if self.interrupted:
+            return (f"run: {self.run_dir}  interrupted by {self.stopped_by or 'Ctrl-C'} after {len(self.metrics)} "
+                    f"epochs; resume with: yamlnet train --resume {self.run_dir}")
         if not self.metrics:
             return f"run: {self.run_dir}  (no epoch finished)"
         best = next(record for record in self.metrics if record["epoch"] == self.best_epoch)
@@ -71,28 +75,6 @@ class TrainResult:
         accuracy = f"best val_accuracy {val:.4f}" if val is not None else f"best accuracy {best['accuracy']:.4f}"
         line = f"run: {self.run_dir}  {accuracy} (epoch {self.best_epoch}, by {self.best_metric})"
         return line + ("  — already finished: nothing to resume" if self.already_finished else "")
-
-
-class _StopFlag:
-    """Ctrl-C asks the loop to stop after the current batch; a second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 
 
 def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
@@ -114,8 +96,9 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
             trainer.model.close_workers()
 
 
-#: what may change on --resume: more (or fewer) epochs; everything else is the run as it was
-_EXTENDABLE = {("training", "epochs")}
+#: what may change on --resume: more (or fewer) epochs, and how often to checkpoint; everything else is
+#: the run as it was
+_EXTENDABLE = {("training", "epochs"), ("training", "checkpoint_every")}
 
 
 def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
@@ -134,12 +117,12 @@ def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
                         f"{', '.join('.'.join(map(str, key)) for key in sorted(changed - _EXTENDABLE, key=str))}",
                         file=str(run_dir))
     schedule = config["training"]["lr_schedule"]["type"]
-    if changed and schedule != "constant":
+    if ("training", "epochs") in changed and schedule != "constant":
         raise DataError(f"its {schedule} learning-rate schedule is shaped by training.epochs, so a run extended "
                         f"to more epochs would not be the run trained that long from the start; start a new run "
                         f"(training.init_weights can take these weights)", file=str(run_dir))
     done = len(runs.read_metrics(run_dir))
-    if changed and extended["training"]["epochs"] < done:
+    if ("training", "epochs") in changed and extended["training"]["epochs"] < done:
         raise DataError(f"has trained {done} epochs already; training.epochs can only take it further",
                         file=str(run_dir))
     if changed:
@@ -190,10 +173,14 @@ class _Trainer:
         metric = stopping["metric"]
         self.metric = metric if has_val or not metric.startswith("val_") else metric[4:]
         if resume is not None:
+            self.model.min_shard_macs = runs.read_info(self.run_dir).get("cut", {}).get("min_shard_macs")
             self._restore()
         else:
             self.run_dir = runs.new_run_dir(config, out)
-            runs.write_config(self.run_dir, config, str(source) if not isinstance(source, dict) else None, overrides)
+            cut = {"shards": self.training["shards"], "min_shard_macs": parallel.MIN_SHARD_MACS,
+                   "batch": self.model.cut(min(self.training["batch_size"], len(self.data.train)))}
+            runs.write_config(self.run_dir, config, str(source) if not isinstance(source, dict) else None, overrides,
+                              cut)
             self._save_last()  # from the start, a run directory always holds weights to resume from
         self.metrics = runs.read_metrics(self.run_dir)
 
@@ -256,20 +243,18 @@ class _Trainer:
         """Epochs of batches until the last epoch or early stopping; Ctrl-C stops after a batch."""
         if (self.run_dir / runs.SUMMARY).is_file() and self.state.batch == 0:
             return self._result(interrupted=False, already_finished=True)
-        interrupted = False
         # Overflow is caught as a non-finite loss (_train_batch), with a message better than NumPy's warnings.
-        with _StopFlag() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with StopRequest() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while self.state.epoch < self.training["epochs"] and not self._should_stop():
                 learning_rate, started, seen_before = self._start_epoch()
                 while self.state.batch < self.n_batches and not stop.requested:
                     self._train_batch(learning_rate, started, seen_before)
+                    self._checkpoint_mid_epoch()
                 if stop.requested:
-                    interrupted = self._interrupt()
-                    break
+                    return self._interrupt(stop)
                 self._end_epoch(learning_rate, time.perf_counter() - started)
-        result = self._result(interrupted)
-        if not interrupted:
-            self._write_summary(result)
+        result = self._result(interrupted=False)
+        self._write_summary(result)
         return result
 
     def _start_epoch(self) -> tuple[float, float, int]:
@@ -298,11 +283,20 @@ class _Trainer:
         rate = (state.seen - seen_before) / max(time.perf_counter() - started, 1e-9)
         self.reporter.batch(state.batch, state.loss_sum / state.seen, state.correct / state.seen, rate)
 
-    def _interrupt(self) -> bool:
+    def _checkpoint_mid_epoch(self) -> None:
+        """``training.checkpoint_every``: a checkpoint every N batches (the epoch's last is its end's)."""
+        every = self.training["checkpoint_every"]
+        if every and self.state.batch % every == 0 and self.state.batch < self.n_batches:
+            self._save_last()
+
+    def _interrupt(self, stop: StopRequest) -> TrainResult:
+        """Ctrl-C, SIGTERM or SIGHUP: the batch in progress has finished; checkpoint and say how to resume."""
         self._save_last()
-        self.reporter.message(f"interrupted in epoch {self.state.epoch + 1}; checkpoint written. "
-                              f"Resume with: yamlnet train --resume {self.run_dir}")
-        return True
+        self.reporter.message(f"interrupted by {stop.name} in epoch {self.state.epoch + 1} (batch {self.state.batch} "
+                              f"of {self.n_batches}); checkpoint written")
+        result = self._result(interrupted=True)
+        result.stopped_by, result.exit_code = stop.name, stop.exit_code
+        return result
 
     def _end_epoch(self, learning_rate: float, seconds: float) -> None:
         state = self.state
