@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -129,3 +130,156 @@ def test_checkpoints_from_another_model_or_damaged_are_refused(tmp_path):
     last.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="truncated or corrupt"):
         train(resume=tmp_path / "b")
+
+
+#: big enough that its batches are cut into two shards that run in worker processes (LeNet's size),
+#: with batchnorm (totals across the shards) and dropout (draws for the whole batch)
+SHARDED = {
+    "name": "sharded",
+    "input": [28, 28, 1],
+    "layers": [{"name": "c1", "type": "conv2d", "filters": 6, "size": 5, "padding": 2, "activation": "relu"},
+               {"name": "p1", "type": "maxpool2d", "size": 2},
+               {"name": "c2", "type": "conv2d", "filters": 16, "size": 5, "activation": "relu"},
+               {"name": "p2", "type": "maxpool2d", "size": 2},
+               {"name": "bn", "type": "batchnorm"},
+               {"name": "drop", "type": "dropout", "rate": 0.2},
+               {"name": "fc", "type": "dense", "units": 10}, {"type": "softmax"}],
+    "data": {"dataset": "shapes", "n_samples": 400, "validation_split": 0.2},
+    "training": {"epochs": 12, "batch_size": 64, "learning_rate": 0.05, "optimizer": "momentum", "seed": 4},
+}
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The shard workers of process ``pid``."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            command = open(f"/proc/{entry}/cmdline").read()
+        except OSError:
+            continue
+        if ppid == pid and "shard_worker" in command:
+            found.append(int(entry))
+    return found
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for its parent (init, for an orphan) to reap it."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_for(condition, process):
+    """Poll until ``condition()``; fail if the process ends first (its run was too quick to catch)."""
+    while not condition():
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.002)
+
+
+@pytest.fixture(scope="module")
+def sharded_run(tmp_path_factory):
+    """The model file and its uninterrupted run's weights and metrics."""
+    folder = tmp_path_factory.mktemp("sharded")
+    model = folder / "sharded.yaml"
+    model.write_text(yaml.safe_dump(SHARDED))
+    subprocess.run(yamlnet_command("train", model, "--out", folder / "whole", "--quiet"), check=True,
+                   stdout=subprocess.DEVNULL)
+    info = json.loads((folder / "whole" / "run.json").read_text())
+    assert info["cut"]["batch"] == [[0, 32], [32, 64]]  # the model is cut, as the tests below need
+    return model, weights_and_metrics(folder / "whole")
+
+
+def assert_same_run(run_dir, expected):
+    expected_weights, expected_metrics = expected
+    weights, metrics = weights_and_metrics(run_dir)
+    assert metrics == expected_metrics
+    for key, value in expected_weights.items():
+        assert np.array_equal(value, weights[key]), key
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_mid_epoch_then_resume_is_the_uninterrupted_run(sharded_run, tmp_path, signum):
+    model, expected = sharded_run
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(yamlnet_command("train", model, "--out", run_dir, "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: (run_dir / "metrics.jsonl").exists() and worker_pids(process.pid), process)
+    workers = worker_pids(process.pid)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, stderr.decode()
+    line = stdout.decode().strip()
+    assert f"interrupted by {signal.Signals(signum).name}" in line and f"yamlnet train --resume {run_dir}" in line
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # ended and reaped with the run
+    subprocess.run(yamlnet_command("train", "--resume", run_dir, "--quiet"), check=True, stdout=subprocess.DEVNULL)
+    assert_same_run(run_dir, expected)
+
+
+def test_kill_9_with_checkpoint_every_loses_a_batch_at_most(sharded_run, tmp_path):
+    """A mid-epoch checkpoint, then kill -9 of the trainer: its workers go too, and the resumed run
+    is the uninterrupted one."""
+    from yamlnet.runs import read_checkpoint
+    model, expected = sharded_run
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(yamlnet_command("train", model, "--out", run_dir, "--quiet",
+                                               "--set", "training.checkpoint_every=1"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def mid_epoch() -> bool:
+        try:
+            return read_checkpoint(run_dir / "checkpoints" / "last.npz")[1]["batch"] > 0
+        except Exception:  # not there yet
+            return False
+
+    wait_for(lambda: worker_pids(process.pid) and mid_epoch(), process)
+    workers = worker_pids(process.pid)
+    process.kill()
+    process.wait()
+    for _ in range(6000):  # orphans: they see their pipe hang up and exit (a guard against a hang, not a timing)
+        if all(exited(pid) for pid in workers):
+            break
+        time.sleep(0.01)
+    assert all(exited(pid) for pid in workers)
+    subprocess.run(yamlnet_command("train", "--resume", run_dir, "--quiet"), check=True, stdout=subprocess.DEVNULL)
+    assert_same_run(run_dir, expected)
+
+
+def test_a_worker_killed_mid_epoch_is_one_line_and_changes_nothing(sharded_run, tmp_path):
+    model, expected = sharded_run
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(yamlnet_command("train", model, "--out", run_dir, "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: (run_dir / "metrics.jsonl").exists() and worker_pids(process.pid), process)
+    os.kill(worker_pids(process.pid)[0], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: sharded: a shard's worker process stopped; starting new")
+    assert_same_run(run_dir, expected)
+
+
+@pytest.mark.parametrize("how", ["one BLAS thread", "in a thread"])
+def test_the_same_run_on_one_core_or_from_a_thread(sharded_run, tmp_path, how):
+    """On one core the shards run as threads of the trainer; from a thread (a server, a threaded Dask
+    worker) in worker processes: the same cut, the same weights, bit for bit."""
+    model, expected = sharded_run
+    run_dir = tmp_path / "run"
+    if how == "one BLAS thread":
+        subprocess.run(yamlnet_command("train", model, "--out", run_dir, "--quiet"), check=True,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(train, str(model), out=run_dir).result()
+    assert_same_run(run_dir, expected)
+
+
+def test_the_same_run_in_a_threaded_dask_worker(sharded_run, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    model, expected = sharded_run
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        client.submit(train, str(model), out=tmp_path / "run", pure=False).result()
+    assert_same_run(tmp_path / "run", expected)

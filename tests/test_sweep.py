@@ -1,5 +1,11 @@
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import yaml
@@ -181,3 +187,62 @@ def test_training_keys_are_not_sweep_settings(model_file, tmp_path):
     sweep.write_text("training.learning_rate: [0.01]\nfreeze: [conv1]\n")
     with pytest.raises(ConfigError, match="unknown key 'freeze'"):
         sweep_spec(model_file, sweep)
+
+
+def interrupt_when(*paths, signum=signal.SIGINT, pid=None):
+    """Send a signal (to this process by default) as soon as every one of ``paths`` exists."""
+    def watch():
+        for _ in range(60_000):  # a guard against waiting forever, not a timing
+            if all(path.exists() for path in paths):
+                os.kill(pid or os.getpid(), signum)
+                return
+            time.sleep(0.001)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_one_worker_sweep_and_starts_no_other_run(model_file, tmp_path, signum):
+    from yamlnet.errors import Interrupted
+    overrides = ["training.epochs=40"]
+    watcher = interrupt_when(tmp_path / "sweep" / "run-000" / "metrics.jsonl", signum=signum)
+    with pytest.raises(Interrupted) as info:
+        run_sweep(model_file, out=tmp_path / "sweep", workers=1, overrides=overrides)
+    watcher.join()
+    assert info.value.exit_code == 128 + signum and "Continue the sweep with" in str(info.value)
+    assert (tmp_path / "sweep" / "run-000" / "checkpoints" / "last.npz").exists()
+    assert not (tmp_path / "sweep" / "run-000" / "summary.txt").exists()
+    assert not (tmp_path / "sweep" / "run-001").exists()
+    again = run_sweep(model_file, out=tmp_path / "sweep", workers=1, overrides=overrides)
+    assert {row["status"] for row in again["rows"]} == {"ok"} and len(again["rows"]) == 4
+
+
+def test_a_signal_to_a_sweep_of_processes_reaches_every_run_once(model_file, tmp_path):
+    """Ctrl-C (here SIGINT to the sweep alone, as a terminal would send it: the runs have a session of
+    their own) is passed on once: each running run checkpoints and stops, no new run starts."""
+    command = [sys.executable, "-m", "yamlnet", "sweep", str(model_file), "--out", str(tmp_path / "sweep"),
+               "--workers", "2", "--set", "training.epochs=200"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    runs = [tmp_path / "sweep" / run / "metrics.jsonl" for run in ("run-000", "run-001")]
+    interrupt_when(*runs, pid=process.pid).join()
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert "Continue the sweep with: yamlnet sweep" in stderr.decode()
+    for run in ("run-000", "run-001"):
+        assert (tmp_path / "sweep" / run / "checkpoints" / "last.npz").exists()
+        assert not (tmp_path / "sweep" / run / "summary.txt").exists()  # stopped, not finished
+    assert not (tmp_path / "sweep" / "run-002").exists()
+
+
+def test_an_interrupted_run_is_never_the_best():
+    from yamlnet.sweep import _rows, render
+    results = [{"run": "run-000", "out": "x/run-000", "combination": {"training.learning_rate": 0.1},
+                "status": "interrupted", "error": "", "metrics": [{"epoch": 1, "val_accuracy": 0.99, "loss": 0.1}]},
+               {"run": "run-001", "out": "x/run-001", "combination": {"training.learning_rate": 0.2},
+                "status": "ok", "error": "", "metrics": [{"epoch": 1, "val_accuracy": 0.5, "loss": 0.9}]}]
+    rows = _rows(results, "val_accuracy")
+    assert [row["run"] for row in rows] == ["run-001", "run-000"]
+    text = render({"dir": "x", "metric": "val_accuracy", "keys": ["training.learning_rate"], "rows": rows,
+                   "source": "m.yaml", "overrides": []})
+    assert "best: run-001" in text and "learning_rate=0.2" in text.splitlines()[-1]

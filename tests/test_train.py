@@ -68,7 +68,63 @@ def test_same_file_and_seed_same_run(tmp_path):
 
 
 class _Interrupt(Reporter):
-    """Presses Ctrl-C (a real SIGINT) at one batch of one epoch."""
+    """Sends a real signal (Ctrl-C's SIGINT by default) at one batch of one epoch; ``times`` of them."""
+
+    def __init__(self, epoch, batch, signum=signal.SIGINT, times=1):
+        self.at, self.epoch, self.signum, self.times = (epoch, batch), None, signum, times
+        self.messages = []
+
+    def start_epoch(self, epoch, epochs, n_batches, done):
+        self.epoch = epoch
+
+    def batch(self, done, loss, accuracy, samples_per_s):
+        if (self.epoch, done) == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path, optimizer):
+    config = with_training(optimizer=optimizer, learning_rate=0.01 if optimizer == "adam" else 0.05)
+    whole = train(config, out=tmp_path / "whole").run_dir
+    stopped = train(config, out=tmp_path / "stopped", reporter=_Interrupt(epoch=2, batch=5))
+    assert stopped.interrupted and len(stopped.metrics) == 1 and stopped.exit_code == 130
+    resumed = train(resume=tmp_path / "stopped").run_dir
+    assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
+    for key, value in weights(whole).items():
+        assert np.array_equal(value, weights(resumed)[key]), key
+
+
+@pytest.mark.parametrize("signum, name, code", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGHUP, "SIGHUP", 129)])
+def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum, name, code):
+    """What Slurm, Kubernetes, docker stop, timeout and a closed terminal send: the batch finishes, a
+    checkpoint is written, one line says so, the final line gives the resume command."""
+    whole = train(SMALL, out=tmp_path / "whole").run_dir
+    reporter = _Interrupt(epoch=2, batch=3, signum=signum)
+    stopped = train(SMALL, out=tmp_path / "stopped", reporter=reporter)
+    assert stopped.interrupted and stopped.exit_code == code and stopped.stopped_by == name
+    assert reporter.messages[-1] == f"interrupted by {name} in epoch 2 (batch 3 of 22); checkpoint written"
+    assert stopped.final_line().endswith(f"resume with: yamlnet train --resume {tmp_path / 'stopped'}")
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the handler is the run's only while it runs
+    resumed = train(resume=tmp_path / "stopped").run_dir
+    assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
+    for key, value in weights(whole).items():
+        assert np.array_equal(value, weights(resumed)[key]), key
+
+
+def test_a_second_signal_stops_at_once(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        train(SMALL, out=tmp_path / "run", reporter=_Interrupt(epoch=1, batch=2, signum=signal.SIGTERM, times=2))
+    assert info.value.code == 143
+    with pytest.raises(KeyboardInterrupt):
+        train(SMALL, out=tmp_path / "run2", reporter=_Interrupt(epoch=1, batch=2, times=2))
+
+
+class _Killed(Reporter):
+    """A kill -9 after one batch: nothing more is written (the exception stands for the kill)."""
 
     def __init__(self, epoch, batch):
         self.at, self.epoch = (epoch, batch), None
@@ -78,16 +134,18 @@ class _Interrupt(Reporter):
 
     def batch(self, done, loss, accuracy, samples_per_s):
         if (self.epoch, done) == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
+            raise SystemError("killed")
 
 
-@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
-def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path, optimizer):
-    config = with_training(optimizer=optimizer, learning_rate=0.01 if optimizer == "adam" else 0.05)
+def test_checkpoint_every_loses_at_most_that_many_batches_and_resumes_bit_for_bit(tmp_path):
+    config = with_training(checkpoint_every=2)
     whole = train(config, out=tmp_path / "whole").run_dir
-    stopped = train(config, out=tmp_path / "stopped", reporter=_Interrupt(epoch=2, batch=5))
-    assert stopped.interrupted and len(stopped.metrics) == 1
-    resumed = train(resume=tmp_path / "stopped").run_dir
+    with pytest.raises(SystemError):
+        train(config, out=tmp_path / "killed", reporter=_Killed(epoch=2, batch=5))
+    from yamlnet.runs import read_checkpoint
+    _, state = read_checkpoint(tmp_path / "killed" / "checkpoints" / "last.npz")
+    assert (state["epoch"], state["batch"]) == (1, 4)  # batch 5 was lost, batch 4's checkpoint was not
+    resumed = train(resume=tmp_path / "killed").run_dir
     assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
     for key, value in weights(whole).items():
         assert np.array_equal(value, weights(resumed)[key]), key
