@@ -82,6 +82,10 @@ class _Interrupt(Reporter):
             for _ in range(self.times):
                 os.kill(os.getpid(), self.signum)
 
+    def end_epoch(self, record, epochs):
+        if (record["epoch"], None) == self.at:  # batch None: as the epoch ends (during validation)
+            os.kill(os.getpid(), self.signum)
+
     def message(self, text):
         self.messages.append(text)
 
@@ -109,6 +113,18 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path, signum, name, code):
     assert reporter.messages[-1] == f"interrupted by {name} in epoch 2 (batch 3 of 22); checkpoint written"
     assert stopped.final_line().endswith(f"resume with: yamlnet train --resume {tmp_path / 'stopped'}")
     assert signal.getsignal(signum) is signal.SIG_DFL  # the handler is the run's only while it runs
+    resumed = train(resume=tmp_path / "stopped").run_dir
+    assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
+    for key, value in weights(whole).items():
+        assert np.array_equal(value, weights(resumed)[key]), key
+
+
+def test_a_signal_as_an_epoch_ends_then_resume_is_the_uninterrupted_run(tmp_path):
+    """Stopped between two epochs (the signal came while validating): the next epoch has not drawn
+    its order of samples yet, so that the resumed run draws the one the uninterrupted run drew."""
+    whole = train(SMALL, out=tmp_path / "whole").run_dir
+    stopped = train(SMALL, out=tmp_path / "stopped", reporter=_Interrupt(epoch=1, batch=None, signum=signal.SIGTERM))
+    assert stopped.interrupted and len(stopped.metrics) == 1
     resumed = train(resume=tmp_path / "stopped").run_dir
     assert metrics_without_seconds(resumed) == metrics_without_seconds(whole)
     for key, value in weights(whole).items():

@@ -246,6 +246,8 @@ class _Trainer:
         # Overflow is caught as a non-finite loss (_train_batch), with a message better than NumPy's warnings.
         with StopRequest() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             while self.state.epoch < self.training["epochs"] and not self._should_stop():
+                if stop.requested:  # (it came during the last epoch's validation: before this epoch draws its order)
+                    return self._interrupt(stop)
                 learning_rate, started, seen_before = self._start_epoch()
                 while self.state.batch < self.n_batches and not stop.requested:
                     self._train_batch(learning_rate, started, seen_before)
