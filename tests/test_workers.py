@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -392,3 +393,51 @@ def test_a_storm_of_interrupts_leaves_no_process_zombie_or_descriptor():
     assert process.returncode == 0
     interrupted, processes, descriptors = map(int, stdout.split())
     assert interrupted > 100 and processes == 0 and descriptors == 0  # no child at all, no descriptor more
+
+
+def test_in_a_jupyter_kernel_with_a_background_numpy_thread():
+    """A notebook: a background thread in NumPy, then a prediction that starts workers; no hang, no
+    warning, no child in the kernel's process group (ipykernel signals those at shutdown and waits
+    for them to vanish), and the kernel shuts down by itself, its workers with it."""
+    from conftest import reference_module
+    manager_module = reference_module("jupyter_client.manager")
+    manager = manager_module.KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(Path(__file__).resolve().parent.parent))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        streams = {"stdout": "", "stderr": ""}
+
+        def collect(message):
+            if message["msg_type"] == "stream":
+                streams[message["content"]["name"]] += message["content"]["text"]
+            elif message["msg_type"] == "error":
+                streams["stderr"] += "\n".join(message["content"]["traceback"])
+
+        reply = client.execute_interactive(textwrap.dedent("""
+            import os, threading, numpy as np, psutil, yamlnet
+            from yamlnet import parallel
+            parallel.cores = lambda: 2
+            a = np.random.rand(400, 400)
+            busy = threading.Event()
+            threading.Thread(target=lambda: [a @ a for _ in iter(busy.is_set, True)], daemon=True).start()
+            model = yamlnet.build_model("lenet")
+            p = model.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128)
+            busy.set()
+            group = [c.pid for c in psutil.Process().children(recursive=True) if os.getpgid(c.pid) == os.getpgrp()]
+            print(p.shape, group, *(w.pid for w in model._workers.processes))
+        """), timeout=120, output_hook=collect)
+        assert reply["content"]["status"] == "ok", streams["stderr"]
+        assert streams["stderr"] == ""
+        words = streams["stdout"].split()
+        assert words[:3] == ["(256,", "10)", "[]"], streams["stdout"]
+        pids = [int(word) for word in words[3:]]
+        assert pids
+    finally:
+        kernel = manager.provisioner.process
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+    assert kernel.returncode == 0  # it ended by itself, not killed after a wait for its children
+    assert not any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+                   != "Z" for pid in pids)
