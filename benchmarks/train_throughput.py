@@ -147,13 +147,13 @@ def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: 
 def training_memory(n_samples: int = 60_000) -> tuple[float, float]:
     """Peak RSS (MB) of training models/lenet.yaml for one epoch on n_samples generated 28 × 28 × 1
     shapes, measured by the training process itself (a fresh interpreter, so nothing of this one
-    counts); and the memory private to its shard workers (MB, yamlnet.workers) as they end: a forked
-    worker shares the rest with the trainer, so its own RSS would count the data set twice."""
+    counts); and the memory private to its shard workers (MB, yamlnet.workers) as they end: their own
+    interpreter, arrays and buffers (the libraries' code pages are shared with every other process)."""
     code = (
         "import resource, tempfile, yamlnet, yamlnet.workers as workers\n"
         "private, close = [0], workers.ShardWorkers.close\n"
         "def measured(self):\n"
-        "    for pid in ([] if self.closed else self.pids):\n"
+        "    for pid in ([] if self.closed else [process.pid for process in self.processes]):\n"
         "        private[0] += sum(int(line.split()[1]) for line in open(f'/proc/{pid}/smaps_rollup')\n"
         "                          if line.startswith('Private_'))\n"
         "    close(self)\n"

@@ -73,9 +73,11 @@ class _PipeReducer:
 
 
 def _serve(model: Model, shard: int, arrays: dict, down: int, up: int) -> None:
-    weights = workers.Flat(model.layers, "params", arrays["weights"])
-    state = workers.Flat(model.layers, "state", arrays["state"])
-    grads = workers.Flat(model.layers, "grads", arrays[f"{shard}/grads"])
+    # the weights and batchnorm's state as the model wrote them, this shard's gradients where the model reads
+    # them: the layers work on the shared arrays themselves (only shard 0 updates the state)
+    workers.Flat(model.layers, "params", arrays["weights"]).bind()
+    workers.Flat(model.layers, "state", arrays["state"]).bind()
+    workers.Flat(model.layers, "grads", arrays[f"{shard}/grads"]).bind()
     reducer = _PipeReducer(arrays["parts"], arrays["counts"], down, up)
     for layer in model.layers:
         if layer.needs_whole_batch:
@@ -83,8 +85,6 @@ def _serve(model: Model, shard: int, arrays: dict, down: int, up: int) -> None:
     dropouts = workers.dropout_layers(model)
     workers.write_byte(up, workers.READY)
     while (command := os.read(down, 1)) in (workers.TRAIN, workers.INFER):  # else end-of-file: the model is gone
-        weights.load()
-        state.load()
         n, batch_size = int(arrays["counts"][2 + shard]), int(arrays["counts"][1])
         x = arrays[f"{shard}/x"][:n]
         if command == workers.TRAIN:
@@ -94,9 +94,6 @@ def _serve(model: Model, shard: int, arrays: dict, down: int, up: int) -> None:
             loss, arrays[f"{shard}/probs"][:n] = model.shard_train_step(
                 model.execution(True), x, arrays[f"{shard}/y"][:n], batch_size)
             arrays[f"{shard}/loss"][0] = loss
-            grads.store()
-            if shard == 0:  # the one that updates batchnorm's running statistics
-                state.store()
         else:
             arrays[f"{shard}/out"][:n] = run_forward(model.execution(False), model.graph, x, training=False)
         workers.write_byte(up, workers.DONE)

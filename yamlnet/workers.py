@@ -129,6 +129,16 @@ class Flat:
         for array, part in self.parts():
             array[...] = part.reshape(array.shape)
 
+    def bind(self) -> None:
+        """Make the layers' arrays views of the vector, so that nothing is copied in or out (a worker's
+        layers: their params, grads and state are updated in place, never replaced)."""
+        start = 0
+        for layer in self.layers:
+            arrays = getattr(layer, self.kind)
+            for key, array in arrays.items():
+                arrays[key] = self.vector[start:start + array.size].reshape(array.shape)
+                start += array.size
+
 
 # -- pipes -----------------------------------------------------------------------------------
 def read_byte(fd: int) -> bytes:
