@@ -96,7 +96,7 @@ def test_a_run_directory_exports_its_best_weights_and_says_so(tmp_path):
                    "training": {"epochs": 1}}, out=tmp_path / "run")
     result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--opset", "13"])
     assert result.exit_code == 0
-    assert result.stdout.strip() == f"{tmp_path / 'run' / 'model.onnx'}  (from " \
+    assert result.stdout.strip() == f"wrote {tmp_path / 'run' / 'model.onnx'}  (from " \
                                     f"{tmp_path / 'run' / 'checkpoints' / 'best.npz'})"
     assert onnx.load(str(tmp_path / "run" / "model.onnx")).ir_version == 7
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--opset", "9"])

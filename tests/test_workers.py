@@ -87,11 +87,11 @@ def until(condition, what: str):
     return what
 
 
-def steps(monkeypatch, processes: bool, shards: int, batches) -> list:
-    """Train NET on the batches (x, y) with plain SGD; each step's loss, probabilities, gradients,
+def steps(monkeypatch, processes: bool, shards: int, batches, config=NET) -> list:
+    """Train ``config`` on the batches (x, y) with plain SGD; each step's loss, probabilities, gradients,
     batchnorm state, and then the outputs at inference (on the running statistics)."""
     monkeypatch.setattr(workers, "ENABLED", processes)
-    model = yamlnet.build_model(with_shards(shards))
+    model = yamlnet.build_model(with_shards(shards, config))
     seen = []
     for x, y in batches:
         loss, probs = model.train_step_forward(x, y)
@@ -130,6 +130,17 @@ def test_processes_give_exactly_what_threads_give(monkeypatch, shards):
     other sizes too (a larger one starts the workers again with bigger buffers, one cut into fewer
     shards uses some of them)."""
     assert_same(steps(monkeypatch, False, shards, BATCHES), steps(monkeypatch, True, shards, BATCHES))
+
+
+def test_on_one_core_the_shards_run_one_after_another_with_the_same_numbers(monkeypatch):
+    """Without batchnorm nothing needs the shards to meet: on one core they run in turn on the caller's
+    thread, and give what the workers give."""
+    chain = {**NET, "layers": [{**layer, "inputs": ["c2", "p1"]} if layer["name"] == "sum" else layer
+                               for layer in NET["layers"] if layer["type"] != "batchnorm"]}
+    in_processes = steps(monkeypatch, True, 2, BATCHES, chain)
+    monkeypatch.setattr(parallel, "cores", lambda: 1)
+    monkeypatch.setattr(parallel, "run", None)  # no thread at all
+    assert_same(in_processes, steps(monkeypatch, False, 2, BATCHES, chain))
 
 
 def first_step(monkeypatch, config=NET):
@@ -306,7 +317,7 @@ def test_no_hang_when_another_thread_is_inside_blas():
         threading.Thread(target=lambda: [a @ a for _ in iter(int, 1)], daemon=True).start()
         for seed in range(3):
             m = yamlnet.build_model("lenet", [f"training.seed={seed}"])
-            p = m.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128)
+            p = m.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128, normalized=True)
             assert m._workers is not None
             m.close_workers()
         print("returned", p.shape)
@@ -322,10 +333,10 @@ def test_workers_end_soon_after_their_parent_is_killed():
         from yamlnet import parallel
         parallel.cores = lambda: 2
         m = yamlnet.build_model("lenet")
-        m.predict_proba(np.zeros((128, 28, 28, 1), np.float32), 128)
+        m.predict_proba(np.zeros((128, 28, 28, 1), np.float32), 128, normalized=True)
         print(*(p.pid for p in m._workers.processes), flush=True)
         while True:
-            m.predict_proba(np.zeros((1024, 28, 28, 1), np.float32), 1024)
+            m.predict_proba(np.zeros((1024, 28, 28, 1), np.float32), 1024, normalized=True)
     """)], stdout=subprocess.PIPE, text=True)
     pids = [int(pid) for pid in process.stdout.readline().split()]
     assert pids
@@ -423,7 +434,7 @@ def test_in_a_jupyter_kernel_with_a_background_numpy_thread():
             busy = threading.Event()
             threading.Thread(target=lambda: [a @ a for _ in iter(busy.is_set, True)], daemon=True).start()
             model = yamlnet.build_model("lenet")
-            p = model.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128)
+            p = model.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128, normalized=True)
             busy.set()
             group = [c.pid for c in psutil.Process().children(recursive=True) if os.getpgid(c.pid) == os.getpgrp()]
             print(p.shape, group, *(w.pid for w in model._workers.processes))

@@ -129,7 +129,7 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", help="Write it to t
     if out is None:
         typer.echo(json.dumps(build_schema(), indent=2, ensure_ascii=False))
     else:
-        typer.echo(str(write_schema(out)))
+        typer.echo(f"wrote {write_schema(out)}")
 
 
 @app.command()
@@ -156,13 +156,15 @@ def init(file: Path = typer.Argument(..., help="The model file to write (.yaml).
          path: Optional[str] = typer.Option(None, "--path", help="The data's file or folder (npz, mnist)."),
          schema_file: Optional[Path] = typer.Option(None, "--schema", help="Where to write the JSON Schema.",
                                                     show_default="yamlnet.schema.json beside FILE"),
-         force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists.")):
+         force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists."),
+         skip_bad: bool = typer.Option(False, "--skip-bad", help="--dataset folder: leave unreadable images out "
+                                       "(data.skip_bad: true)")):
     """Write a starter model file, commented, with the JSON Schema beside it for editor completion."""
     from yamlnet.starter import init as write_starter
 
     for written in write_starter(file, from_model=from_model, dataset=dataset, data_path=path, schema=schema_file,
-                                 force=force):
-        typer.echo(str(written))
+                                 force=force, skip_bad=skip_bad):
+        typer.echo(f"wrote {written}")
 
 
 @app.command()
@@ -212,9 +214,9 @@ def predict(run: Path = typer.Argument(..., help="A run directory or a model .np
             top: Optional[int] = typer.Option(None, "--top", min=1, help="Print the K best classes per image."),
             out: Optional[Path] = typer.Option(None, "--out", help="Write the CSV here instead of stdout.")):
     """Predicted class and class probabilities for each image, as CSV."""
-    from yamlnet.evaluate import predict_inputs, to_csv
+    from yamlnet.evaluate import predict_file
 
-    text = to_csv(*predict_inputs(run, inputs), top=top)
+    text = predict_file(run, inputs).to_csv(top)
     _say_which_checkpoint(run)
     if out is None:
         typer.echo(text, nl=False)
@@ -232,7 +234,7 @@ def export(run: Path = typer.Argument(..., help="A run directory (its best.npz) 
     from yamlnet.export import export as write_onnx
 
     written, model_file = write_onnx(run, out, opset)
-    typer.echo(f"{written}  (from {model_file})")
+    typer.echo(f"wrote {written}  (from {model_file})")
 
 
 @app.command("data")
@@ -252,7 +254,8 @@ def data_(file: Path = ModelFile,
         typer.echo(json.dumps(facts, indent=2))
         return
     typer.echo(render(facts))
-    typer.echo(str(grid(config, splits, out or Path(f"{config['name']}_data.png"), augmented)))
+    written = grid(config, splits, out or Path(f"{config['name']}_data.png"), augmented)
+    typer.echo(f"wrote {written}")
 
 
 @app.command()
@@ -312,7 +315,7 @@ def plot(path: Path = typer.Argument(..., help="A run or sweep directory.")):
     from yamlnet.plots import plot as draw_plots
 
     for written in draw_plots(path):
-        typer.echo(str(written))
+        typer.echo(f"wrote {written}")
 
 
 @app.command()
@@ -325,6 +328,7 @@ def draw(file: Path = ModelFile,
          set_: Optional[List[str]] = SetOption):
     """The network as a picture: volumes n_H × n_W × n_C and the layers between them."""
     from yamlnet.draw import draw as draw_network, format_for, mermaid
+    from yamlnet.npzio import write_text_atomic
     from yamlnet.model import plan
 
     format_ = format_for(format_, out)
@@ -332,10 +336,11 @@ def draw(file: Path = ModelFile,
     if format_ == "mermaid" and out is None:
         typer.echo(mermaid(config, layers), nl=False)
     elif format_ == "mermaid":
-        out.write_text(mermaid(config, layers), encoding="utf-8")
-        typer.echo(str(out))
+        write_text_atomic(out, mermaid(config, layers))
+        typer.echo(f"wrote {out}")
     else:
-        typer.echo(str(draw_network(config, layers, out or Path(f"{config['name']}.{format_}"))))
+        written = draw_network(config, layers, out or Path(f"{config['name']}.{format_}"))
+        typer.echo(f"wrote {written}")
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

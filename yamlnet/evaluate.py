@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ def predict(model, x: np.ndarray, indices: np.ndarray | None = None) -> np.ndarr
     out = []
     for start in range(0, n, BATCH):
         chunk = slice(start, start + BATCH)
-        out.append(model.predict_proba(x[chunk] if indices is None else x[indices[chunk]]))
+        out.append(model.predict_proba(x[chunk] if indices is None else x[indices[chunk]], normalized=True))
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), model.dtype)
 
 
@@ -50,14 +51,13 @@ def report(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 
-def load_trained(path) -> tuple:
-    """(model, shift, scale) from a run directory or a model ``.npz``; raw inputs are normalized
-    as (x − shift) / scale, with the statistics the run computed from its training part."""
+def load_trained(path):
+    """The ``Model`` of a run directory (its best checkpoint) or of a model ``.npz``: it takes raw
+    images and normalizes them as its run did (``Model.normalize``)."""
     from yamlnet import runs
     from yamlnet.model import load_model
 
-    model = load_model(runs.model_file(path))
-    return (model, *model.normalization)
+    return load_model(runs.model_file(path))
 
 
 def evaluate(path, data: str | None = None, *, split: str = "validation", x_key: str = "x",
@@ -69,7 +69,7 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
     from yamlnet.data.npz import read_xy
     from yamlnet.errors import DataError
 
-    model, shift, scale = load_trained(path)
+    model = load_trained(path)
     if data is None:
         splits = load_data(model.config, model.output_shape[0], dtype=model.dtype)
         if split == "test":
@@ -87,27 +87,74 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
         x, y = read_xy(data, x_key, y_key)
         x, y = check_arrays(x, y, model.input_shape, model.output_shape[0], DATASETS["npz"], str(data),
                             model.dtype)
-        x = (x - shift) / scale
+        x = model.normalize(x)
     return {**report(predict(model, x), y), "classes": model.classes}
 
-def predict_file(path, inputs, *, x_key: str = "x") -> np.ndarray:
-    """Class probabilities (N, n_classes) of a trained model for ``inputs``: an .npz (its array
-    ``x_key``), an image file, a folder of images, or a list of them (see ``predict_inputs``)."""
-    return predict_inputs(path, inputs if isinstance(inputs, (list, tuple)) else [inputs], x_key=x_key)[2]
+@dataclass
+class Predictions:
+    """What a trained model says of some images.
+
+    ``names``: each image's file path, or its row index (int) where it came from an array or the one
+    .npz; ``classes``: the class names; ``probabilities``: (N, n_classes). ``np.asarray(predictions)``
+    is the probabilities.
+    """
+
+    names: list
+    classes: list[str]
+    probabilities: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.probabilities if dtype is None else self.probabilities.astype(dtype)
+
+    @property
+    def predicted(self) -> list[str]:
+        """The most probable class of each image, by name."""
+        return [self.classes[k] for k in self.probabilities.argmax(axis=1)]
+
+    def top(self, k: int) -> list[list[tuple[str, float]]]:
+        """Each image's ``k`` most probable classes, as (class name, probability), best first."""
+        return [[(self.classes[j], float(row[j])) for j in np.argsort(-row, kind="stable")[:k]]
+                for row in self.probabilities]
+
+    def to_csv(self, top: int | None = None) -> str:
+        """The CSV ``yamlnet predict`` prints (see ``to_csv``)."""
+        return to_csv(self.names, self.classes, self.probabilities, top)
+
+
+def predict_file(path, inputs, *, x_key: str = "x") -> Predictions:
+    """What the trained model of ``path`` (a run directory or a model .npz) says of ``inputs``: an array of
+    raw images (N, n_H, n_W, n_C) as the data set has them, an .npz (its array ``x_key``), an image
+    file, a folder of images, or a list of these."""
+    if isinstance(inputs, np.ndarray) or not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    return Predictions(*predict_inputs(path, inputs, x_key=x_key))
 
 
 def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], np.ndarray]:
     """(names, class names, probabilities (N, n_classes)) of a trained model for every image of
-    ``inputs``: .npz files (array ``x_key``), image files and folders of images (recursively).
-    Images go through the training pipeline: converted, resized, normalized. A name is the
-    image's path, or the row's index when the one input is an .npz (``file.npz[i]`` among others)."""
+    ``inputs``: arrays of raw images, .npz files (array ``x_key``), image files and folders of images
+    (recursively). Images go through the training pipeline: converted, resized, normalized. A name
+    is the image's path, or its row's index when the one input is an array or an .npz
+    (``file.npz[i]``, ``array k[i]`` among others)."""
     from yamlnet.data.folder import IMAGE_SUFFIXES, image_files, read_image
     from yamlnet.errors import DataError
 
-    model, shift, scale = load_trained(path)
+    model = load_trained(path)
     resize = model.config["data"].get("resize", "bilinear")
     names, batches = [], []
-    for item in map(Path, inputs):
+    for position, item in enumerate(inputs):
+        if isinstance(item, np.ndarray):
+            x = _array_images(item, model, f"array {position}")
+            batches.append(x)
+            names += list(range(len(x))) if len(inputs) == 1 else [f"array {position}[{i}]" for i in range(len(x))]
+            continue
+        if not isinstance(item, (str, Path)):
+            raise DataError(f"predict takes arrays of images, .npz files, image files and folders, "
+                            f"got {type(item).__name__}")
+        item = Path(item)
         if item.is_dir() or item.suffix.lower() in IMAGE_SUFFIXES:
             files = image_files(item) if item.is_dir() else [item]
             if not files:
@@ -125,15 +172,21 @@ def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], 
                             file=str(item))
     x = np.concatenate(batches).astype(model.dtype)
     if not np.all(np.isfinite(x)):
-        raise DataError("holds NaN or infinity", file=str(inputs[0]))
-    return names, model.classes, predict(model, (x - shift) / scale)
+        raise DataError("holds NaN or infinity", file=str(inputs[0]) if not isinstance(inputs[0], np.ndarray) else None)
+    return names, model.classes, predict(model, model.normalize(x))
 
 
 def _npz_images(item: Path, model, x_key: str) -> np.ndarray:
-    from yamlnet.errors import DataError
     from yamlnet.npzio import read_arrays
 
     x, = read_arrays(item, (x_key,), "input file")
+    return _array_images(x, model, str(item))
+
+
+def _array_images(x: np.ndarray, model, where: str) -> np.ndarray:
+    """``x`` as a batch of the model's images: one image, or grey ones without their channel axis, too."""
+    from yamlnet.errors import DataError
+
     if x.ndim == len(model.input_shape) and x.shape == model.input_shape or (
             x.ndim == 2 and model.input_shape[-1] == 1 and x.shape == model.input_shape[:2]):
         x = x[None]  # a single image
@@ -141,7 +194,7 @@ def _npz_images(item: Path, model, x_key: str) -> np.ndarray:
         x = x[..., None]
     if x.shape[1:] != model.input_shape or not np.issubdtype(x.dtype, np.number):
         raise DataError(f"images are {x.shape[1:]} ({x.dtype}) but the model takes {model.input_shape}",
-                        file=str(item))
+                        file=where)
     return x
 
 

@@ -81,7 +81,8 @@ def to_onnx(model, opset: int = OPSET):
             return x
         return node("Flatten", [node("Transpose", [x], f"{name}/nhwc", perm=[0, 2, 3, 1])], f"{name}/flat", axis=1)
 
-    shift, scale = model.normalization
+    n_c = model.input_shape[-1]  # (a model never trained knows no normalization: the identity)
+    shift, scale = model.normalization or (np.zeros(n_c, model.dtype), np.ones(n_c, model.dtype))
     x = node("Sub", ["input", constant("normalization/shift", shift)], "normalization/centred")
     x = node("Div", [x, constant("normalization/scale", scale)], "normalization/scaled")
     outputs = {INPUT: node("Transpose", [x], "input/nchw", perm=[0, 3, 1, 2])}

@@ -28,6 +28,7 @@ from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.memory import format_bytes, parse_size, training_memory
 from yamlnet.npzio import read_npz, write_npz_atomic
+from yamlnet.summary import render
 
 FORMAT = "yamlnet-model-1"
 #: layers through which "followed by a ReLU" looks, for the choice of initialization
@@ -217,10 +218,10 @@ class Model:
         #: sets the value it was cut with.
         self.min_shard_macs: int | None = None
         self._executions: dict[tuple[int, bool], tuple[list[Layer], list]] = {}  # see execution
-        n_c = self.input_shape[-1]
-        #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale before
-        #: ``forward``; training sets them from its data, save and load keep them with the weights.
-        self.normalization = (np.zeros(n_c, self.dtype), np.ones(n_c, self.dtype))
+        #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale (``normalize``)
+        #: before the layers see them; training sets them from its data, save and load keep them with
+        #: the weights. None: a model built, not trained — it knows no normalization.
+        self.normalization: tuple[np.ndarray, np.ndarray] | None = None
         #: class k's name; training sets them from its data (folder names, data.classes, …)
         self.classes: list[str] = [str(k) for k in range(self.output_shape[0])] if len(self.output_shape) == 1 else []
 
@@ -322,10 +323,12 @@ class Model:
 
     def _run_on_threads(self, x, y, training, bounds, noise) -> list:
         """The shards as threads of this process (``parallel.run``), each through its own copy of the
-        layers (the first shard's are ``self.layers``), batchnorm's copies sharing one reducer."""
+        layers (the first shard's are ``self.layers``), batchnorm's copies sharing one reducer; on one
+        core, where nothing needs them to meet, one after another instead."""
         while len(self._replicas) < len(bounds):
             self._replicas.append([layer.replica() for layer in self.layers])
-        reducer = parallel.Reducer(len(bounds)) if training else None
+        together = training and bool(self._whole_batch_layers)  # batchnorm's shards meet: they must run at once
+        reducer = parallel.Reducer(len(bounds)) if together else None
         tasks = []
         for shard, (replica, (start, stop)) in enumerate(zip(self._replicas, bounds)):
             for index, layer in enumerate(replica):
@@ -337,7 +340,10 @@ class Model:
                                  y[start:stop], len(x)) if y is not None else
                          partial(run_forward, self.execution(training, replica), self.graph, x[start:stop], training))
         try:
-            results = parallel.run(tasks, (reducer,) if reducer is not None else ())
+            if together or parallel.cores() > 1:
+                results = parallel.run(tasks, (reducer,) if reducer is not None else ())
+            else:  # one core: one after another, on this thread (the same numbers, without the hand-offs)
+                results = [task() for task in tasks]
         finally:  # the first shard's layers are the model's own: leave them as a whole batch needs them
             for replica in self._replicas:
                 for layer in replica:
@@ -388,15 +394,37 @@ class Model:
             self._workers.close()
             self._workers = None
 
-    def predict_proba(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (N, n_classes), computed ``batch_size`` samples at a time (small
-        batches keep every layer's activations in cache: faster than one big batch)."""
-        x = self._check_input(x)
+    def predict_proba(self, images: np.ndarray, batch_size: int = 64, *, normalized: bool = False) -> np.ndarray:
+        """Class probabilities (N, n_classes) of raw images (N, n_H, n_W, n_C) — any integer or float
+        dtype, as the data set has them; (N, n_H, n_W) for grey — normalized as the run's training data
+        was (``normalize``). ``normalized=True``: the arrays are normalized already (as ``forward`` takes
+        them). Computed ``batch_size`` samples at a time (small batches keep every layer's activations
+        in cache: faster than one big batch)."""
+        x = self._check_input(images) if normalized else self.normalize(images)
         out = []
         for start in range(0, len(x), batch_size):
             y = self.forward(x[start:start + batch_size])
             out.append(y if self._ends_in_softmax else softmax(y))  # without a softmax layer, outputs are logits
         return np.concatenate(out) if out else np.zeros((0,) + self.output_shape, self.dtype)
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """Raw images (N, n_H, n_W, n_C), or (N, n_H, n_W) for grey, of any integer or float dtype →
+        (x − shift) / scale in the model's dtype: what the layers take (``forward``)."""
+        if self.normalization is None:
+            raise DataError("this model knows no normalization: it was built, not trained or loaded from a run. "
+                            "Pass normalized=True for arrays that are normalized already, or set "
+                            "model.normalization = (shift, scale)")
+        x = np.asarray(images)
+        if x.ndim == 3 and self.input_shape[-1] == 1:
+            x = x[..., None]
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+            raise DataError(f"images must be numbers, got {x.dtype}")
+        shift, scale = self.normalization
+        return (self._check_input(x) - shift) / scale
+
+    def summary(self, explain: bool = False) -> str:
+        """The text ``yamlnet summary`` prints: shapes, f / s / p, parameters and mult-adds of every layer."""
+        return render(self.config, self.layers, explain)
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -425,7 +453,8 @@ class Model:
         normalization, and the resolved config as JSON."""
         arrays = {f"params/{key}": value for key, value in self.parameters().items()}
         arrays.update({f"state/{key}": value for key, value in self.states().items()})
-        arrays["normalization/shift"], arrays["normalization/scale"] = self.normalization
+        if self.normalization is not None:
+            arrays["normalization/shift"], arrays["normalization/scale"] = self.normalization
         arrays["__classes__"] = np.array(self.classes, dtype=str)
         arrays["__config__"] = np.array(json.dumps(self.config))
         arrays["__format__"] = np.array(FORMAT)
@@ -461,7 +490,7 @@ class Model:
             self.classes = [str(name) for name in classes]
         if "normalization/shift" in arrays:
             shift, scale = arrays["normalization/shift"], arrays.get("normalization/scale")
-            expected_shape = self.normalization[0].shape
+            expected_shape = (self.input_shape[-1],)
             if scale is None or shift.shape != expected_shape or scale.shape != expected_shape or not (
                     np.issubdtype(shift.dtype, np.floating) and np.issubdtype(scale.dtype, np.floating)):
                 raise DataError(f"normalization arrays must both be {expected_shape} floats", file=file)

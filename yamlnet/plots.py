@@ -60,7 +60,7 @@ def first_filters(run_dir: Path) -> Path | None:
     light is positive, dark negative — so that an edge detector shows as a light side beside a dark one."""
     from yamlnet.evaluate import load_trained
     plt = pyplot()
-    model, _, _ = load_trained(run_dir)
+    model = load_trained(run_dir)
     conv = next((layer for layer in model.layers if layer.type == "conv2d"), None)
     if conv is None:
         return None

@@ -27,10 +27,12 @@ def write_schema(path: str | os.PathLike) -> Path:
 
 
 def init(file: str | os.PathLike, *, from_model: str | None = None, dataset: str = "digits",
-         data_path: str | None = None, schema: str | os.PathLike | None = None, force: bool = False) -> list[Path]:
+         data_path: str | None = None, schema: str | os.PathLike | None = None, force: bool = False,
+         skip_bad: bool = False) -> list[Path]:
     """Write a starter model file at ``file`` — a copy of the built-in model ``from_model``, or a small
-    conv net for ``dataset`` (``data_path`` for the data sets read from files) — and the schema beside
-    it (or at ``schema``). Returns the files written."""
+    conv net for ``dataset`` (``data_path`` for the data sets read from files; ``skip_bad``: a folder's
+    unreadable images are left out, here and in training) — and the schema beside it (or at
+    ``schema``). Returns the files written."""
     from yamlnet.model import plan
 
     file = Path(file)
@@ -50,7 +52,7 @@ def init(file: str | os.PathLike, *, from_model: str | None = None, dataset: str
         text = "\n".join([modeline, *lines]) + "\n"
         text = re.sub(r"(?m)^name: .*$", f"name: {file.stem}", text, count=1)
     else:
-        text = _starter(file.stem, modeline, dataset, data_path)
+        text = _starter(file.stem, modeline, dataset, data_path, skip_bad)
     file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(file, text)
     written = [file, write_schema(schema_path)]
@@ -58,15 +60,19 @@ def init(file: str | os.PathLike, *, from_model: str | None = None, dataset: str
     return written
 
 
-def _starter(name: str, modeline: str, dataset: str, data_path: str | None) -> str:
+def _starter(name: str, modeline: str, dataset: str, data_path: str | None, skip_bad: bool = False) -> str:
     from yamlnet.data import DATASETS
 
     if dataset not in DATASETS:
         raise ConfigError(f"--dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     if "path" in DATASETS[dataset].required and not data_path:
         raise ConfigError(f"--dataset {dataset} needs --path (the {dataset} data to train on)")
-    n_h, n_w, n_c, classes = _known_shape(dataset, data_path)
+    n_h, n_w, n_c, classes, why = _folder_shape(Path(data_path), skip_bad) if dataset == "folder" else \
+        (*_known_shape(dataset, data_path), "")
     data = [f"  dataset: {dataset}"] + ([f"  path: {data_path}"] if data_path else [])
+    if dataset == "folder" and skip_bad:
+        data.append("  skip_bad: true                 # leave out images that cannot be read (one warning line)")
+    called = f"{Path(data_path).resolve().name} (your images)" if dataset == "folder" else dataset
     if dataset == "shapes":
         data.append("  n_samples: 3000                # generated images")
     pools = sum(1 for level in (1, 2) if min(n_h, n_w) >= 4 * level)
@@ -80,10 +86,10 @@ def _starter(name: str, modeline: str, dataset: str, data_path: str | None) -> s
     ]
     return "\n".join([
         modeline,
-        f"# A small convolutional network for {dataset} ({n_h} × {n_w} × {n_c} images, {classes} classes),",
+        f"# A small convolutional network for {called} ({n_h} × {n_w} × {n_c} images, {classes} classes),",
         "# written by `yamlnet init`. `yamlnet summary` shows every shape; `yamlnet train` trains it.",
         f"name: {name}",
-        f"input: [{n_h}, {n_w}, {n_c}]                # n_H, n_W, n_C of one image",
+        f"input: [{n_h}, {n_w}, {n_c}]                # n_H, n_W, n_C of one image" + (f"; {why}" if why else ""),
         "layers:",
         *[line for line in conv_layers if line],
         f"  - {{name: fc, type: dense, units: {classes}}}".ljust(88) + "# one score per class",
@@ -105,35 +111,51 @@ def _starter(name: str, modeline: str, dataset: str, data_path: str | None) -> s
 def _known_shape(dataset: str, data_path: str | None) -> tuple[int, int, int, int]:
     if dataset in _KNOWN:
         return _KNOWN[dataset]
-    if dataset == "npz":
-        import numpy as np
+    import numpy as np
 
-        from yamlnet.npzio import read_arrays
-        x, y = read_arrays(data_path, ("x", "y"), "data file")
-        if x.ndim not in (3, 4) or y.ndim != 1 or not len(y):
-            raise DataError("needs arrays x (N, H, W) or (N, H, W, C) and y (N,)", file=data_path)
-        return (*x.shape[1:3], x.shape[3] if x.ndim == 4 else 1, int(np.max(y)) + 1)
-    return _folder_shape(Path(data_path))
+    from yamlnet.npzio import read_arrays
+    x, y = read_arrays(data_path, ("x", "y"), "data file")
+    if x.ndim not in (3, 4) or y.ndim != 1 or not len(y):
+        raise DataError("needs arrays x (N, H, W) or (N, H, W, C) and y (N,)", file=data_path)
+    return (*x.shape[1:3], x.shape[3] if x.ndim == 4 else 1, int(np.max(y)) + 1)
 
 
-def _folder_shape(folder: Path, largest: int = 64) -> tuple[int, int, int, int]:
-    """A folder of class folders: the most common size among a sample of its images (the longer side
-    at most ``largest``), RGB if any of them is in colour, and the number of classes."""
-    from collections import Counter
+def _folder_shape(folder: Path, skip_bad: bool = False, largest: int = 64) -> tuple[int, int, int, int, str]:
+    """A folder of class folders, from a sample of its images: (n_H, n_W, n_C, classes, why). One size
+    for all: that size (the longer side at most ``largest``); mixed sizes: a square of their median side,
+    a multiple of 4, at most ``largest`` — ``why`` says so. RGB if any image is in colour. An image that
+    cannot be read is an error naming it, unless ``skip_bad``."""
+    from statistics import median
 
     from PIL import Image
 
-    from yamlnet.data.folder import class_folders, image_files
+    from yamlnet.data.folder import class_folders, image_files, skipped
 
     classes = class_folders(folder)
     sample = [path for files in map(image_files, classes) for path in files[:10]]
-    if not sample:
-        raise DataError("holds no images (PNG, JPEG, BMP, GIF, TIFF) in its class folders", file=str(folder))
-    sizes, channels = Counter(), 1
+    sizes, channels, bad = [], 1, []
     for path in sample:
-        with Image.open(path) as image:
-            sizes[image.size] += 1
-            channels = max(channels, 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3)
-    (width, height), _ = sizes.most_common(1)[0]
-    shrink = max(1.0, max(width, height) / largest)
-    return max(1, round(height / shrink)), max(1, round(width / shrink)), channels, len(classes)
+        try:
+            with Image.open(path) as image:
+                image.load()
+                sizes.append(image.size)
+                channels = max(channels, 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3)
+        except Exception as exc:  # Pillow raises many kinds for a damaged file
+            if not skip_bad:
+                raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc}); --skip-bad leaves "
+                                f"such files out (data.skip_bad: true)", file=str(path)) from None
+            bad.append(path)
+    skipped(bad, str(folder))
+    if not sizes:
+        raise DataError("holds no images (PNG, JPEG, BMP, GIF, TIFF) in its class folders", file=str(folder))
+    if len(set(sizes)) == 1:
+        (width, height), = set(sizes)
+        shrink = max(1.0, max(width, height) / largest)
+        return max(1, round(height / shrink)), max(1, round(width / shrink)), channels, len(classes), ""
+    side = median([side for size in sizes for side in size])
+    square = min(largest, max(4, 4 * round(side / 4)))
+    (w0, h0), (w1, h1) = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
+    why = (f"the images differ in size ({w0} × {h0} to {w1} × {h1}): a square of their median side {side:g}, "
+           f"{'capped at ' + str(largest) if square == largest and side > largest else 'a multiple of 4'}; "
+           f"each is resized to it")
+    return square, square, channels, len(classes), why

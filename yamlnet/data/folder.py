@@ -61,9 +61,24 @@ def read_image(path: Path, input_shape: tuple[int, int, int], resize: str = "bil
     return pixels.reshape(n_h, n_w, n_c)
 
 
-def read_folder(folder: Path, input_shape, resize: str, classes: list[str] | None = None, what: str = "data.path"):
+class DataWarning(UserWarning):
+    """Something in the data was passed over (``data.skip_bad``): the message says what."""
+
+
+def skipped(files: list[Path], where: str) -> None:
+    """One warning line for the unreadable images that ``data.skip_bad`` passed over, if any."""
+    if files:
+        import warnings
+        shown = ", ".join(map(str, files[:3])) + (", …" if len(files) > 3 else "")
+        warnings.warn(DataWarning(f"{where}: skipped {len(files)} unreadable image{'s' * (len(files) > 1)} "
+                                  f"(data.skip_bad): {shown}"), stacklevel=2)
+
+
+def read_folder(folder: Path, input_shape, resize: str, classes: list[str] | None = None, what: str = "data.path",
+                skip_bad: bool = False):
     """(x (N, n_H, n_W, n_C) float32, y (N,), class names) of a folder of class folders. With
-    ``classes`` (the training folder's), a class folder not among them is an error."""
+    ``classes`` (the training folder's), a class folder not among them is an error. An image that
+    cannot be read is an error naming it, or with ``skip_bad`` left out (one warning line in all)."""
     from yamlnet.progress import track
 
     folders = class_folders(Path(folder), what)
@@ -81,8 +96,19 @@ def read_folder(folder: Path, input_shape, resize: str, classes: list[str] | Non
         files += found
         labels += [(classes or names).index(name)] * len(found)
     x = np.empty((len(files), *input_shape), dtype=np.float32)
+    good, bad = [], []
     for index, path in enumerate(track(files, f"reading {folder}")):
-        x[index] = read_image(path, input_shape, resize)
+        try:
+            x[index] = read_image(path, input_shape, resize)
+            good.append(index)
+        except DataError as error:
+            if not skip_bad or error.file != str(path) or "cannot be read" not in error.message:
+                raise DataError(error.message + ("" if skip_bad else "; data.skip_bad: true skips unreadable images"),
+                                file=error.file, key=error.key) from None
+            bad.append(path)
+    skipped(bad, str(folder))
+    if bad:
+        x, labels = x[good], [labels[index] for index in good]
     return x, np.array(labels, dtype=np.int64), names
 
 
@@ -104,10 +130,14 @@ def count_images(data: dict) -> int:
                                  "with the same class folders"},
     "resize": {"enum": ["bilinear", "nearest", "none"], "default": "bilinear",
                "description": "folder: how images of another size are brought to n_H × n_W; none refuses them"},
+    "skip_bad": {"type": "boolean", "default": False,
+                 "description": "folder: leave out images that cannot be read, with one warning line giving their "
+                                "count and the first few; false refuses them, naming the file"},
 })
 def load_folder(data, input_shape, seed):
-    x, y, names = read_folder(data["path"], input_shape, data["resize"])
+    x, y, names = read_folder(data["path"], input_shape, data["resize"], skip_bad=data["skip_bad"])
     x_test = y_test = None
     if data.get("test_path"):
-        x_test, y_test, _ = read_folder(data["test_path"], input_shape, data["resize"], names, "data.test_path")
+        x_test, y_test, _ = read_folder(data["test_path"], input_shape, data["resize"], names, "data.test_path",
+                                        data["skip_bad"])
     return x, y, x_test, y_test, names
