@@ -307,7 +307,8 @@ def test_a_missing_data_file_is_located_at_its_key(tmp_path):
                     "  path: nothere.npz\n")
     result = CliRunner().invoke(app, ["train", str(path), "--quiet"])
     assert result.exit_code == 2
-    assert result.output.strip() == f"{path}:6:9: data.path: nothere.npz: no such data file"
+    # read relative to the model file's folder, not the current one: the message says where it looked
+    assert result.output.strip() == f"{path}:6:9: data.path: {tmp_path / 'nothere.npz'}: no such data file"
 
 
 def test_epoch_lines_fit_80_columns():

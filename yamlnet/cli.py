@@ -18,7 +18,8 @@ import typer
 
 from yamlnet.errors import YamlnetError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# plain click help: typer's rich help shows every flag with a "<bool>" it does not take
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Small convolutional networks described in one YAML file, trained with NumPy.")
 
 SET_HELP = "Override a key of the file: training.learning_rate=0.05, layers.conv1.filters=16 (repeatable)."
@@ -195,7 +196,8 @@ def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not wi
 @app.command()
 @user_errors
 def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
-             data: Optional[Path] = typer.Option(None, "--data", help="An .npz with arrays x and y.",
+             data: Optional[Path] = typer.Option(None, "--data", help="An .npz with arrays x and y, or a folder "
+                                                 "with one sub-folder per class.",
                                                  show_default="the run's validation part"),
              test: bool = typer.Option(False, "--test", help="Use the data set's separate test set."),
              as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")):

@@ -74,15 +74,21 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
         splits = load_data(model.config, model.output_shape[0], dtype=model.dtype)
         if split == "test":
             if splits.x_test is None:
-                raise DataError("the run's data set has no separate test set (data.test_path for npz, "
-                                "data.n_test for shapes, the t10k files for mnist); pass --data FILE.npz",
-                                file=str(path))
+                raise DataError("the run's data set has no separate test set (data.test_path for npz and folder, "
+                                "data.n_test for shapes, the t10k files for mnist); pass --data FILE.npz or "
+                                "--data FOLDER", file=str(path))
             x, y = splits.x_test, splits.y_test
         elif len(splits.val) == 0:
             raise DataError("the run has no validation part (validation_split is 0); pass --data FILE.npz",
                             file=str(path))
         else:
             x, y = splits.x[splits.val], splits.y[splits.val]
+    elif Path(data).is_dir():  # class folders, matched to the model's classes by name
+        from yamlnet.data.folder import read_folder
+        settings = model.config["data"]
+        x, y, _ = read_folder(Path(data), model.input_shape, settings.get("resize", "bilinear"), model.classes,
+                              "--data", settings.get("skip_bad", False))
+        x = model.normalize(x)
     else:
         x, y = read_xy(data, x_key, y_key)
         x, y = check_arrays(x, y, model.input_shape, model.output_shape[0], DATASETS["npz"], str(data),
@@ -227,8 +233,9 @@ def render_report(report: dict) -> str:
     fmt = lambda v: "     -" if v is None else f"{v:6.4f}"  # noqa: E731
     lines += [f"{name:<{label}}  {fmt(p):>9}  {fmt(r):>6}"
               for name, p, r in zip(classes, report["precision"], report["recall"])]
-    lines += ["", "confusion matrix (rows: true class, columns: predicted class, by index)",
-              " " * (label + 5) + "".join(f"{k:>{width}}" for k in range(n))]
-    lines += [f"{name:<{label}} {k:>3} " + "".join(f"{v:>{width}}" for v in row)
-              for k, (name, row) in enumerate(zip(classes, report["confusion"]))]
+    widths = [max(width, len(name) + 1) for name in classes]
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class)",
+              " " * label + "".join(f"{name:>{w}}" for name, w in zip(classes, widths))]
+    lines += [f"{name:<{label}}" + "".join(f"{v:>{w}}" for v, w in zip(row, widths))
+              for name, row in zip(classes, report["confusion"])]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import tempfile
 import zipfile
 from pathlib import Path
@@ -92,6 +93,7 @@ def _write_atomic(path: Path, write, mode: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600: give it the mode open() would
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
@@ -102,6 +104,25 @@ def _write_atomic(path: Path, write, mode: str) -> None:
     finally:
         if tmp is not None and Path(tmp).exists():
             Path(tmp).unlink(missing_ok=True)
+
+
+def umask() -> int:
+    """This process's umask, read without changing it (Linux says it in /proc; elsewhere it is set and
+    put back at once, under a lock against this module's other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -52,7 +52,10 @@ def init(file: str | os.PathLike, *, from_model: str | None = None, dataset: str
         text = "\n".join([modeline, *lines]) + "\n"
         text = re.sub(r"(?m)^name: .*$", f"name: {file.stem}", text, count=1)
     else:
-        text = _starter(file.stem, modeline, dataset, data_path, skip_bad)
+        # the file names its data relative to its own folder (how yamlnet reads paths in a model file)
+        written_path = data_path and Path(os.path.relpath(os.path.abspath(data_path),
+                                                          os.path.abspath(file.parent))).as_posix()
+        text = _starter(file.stem, modeline, dataset, data_path, skip_bad, written_path)
     file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(file, text)
     written = [file, write_schema(schema_path)]
@@ -60,7 +63,8 @@ def init(file: str | os.PathLike, *, from_model: str | None = None, dataset: str
     return written
 
 
-def _starter(name: str, modeline: str, dataset: str, data_path: str | None, skip_bad: bool = False) -> str:
+def _starter(name: str, modeline: str, dataset: str, data_path: str | None, skip_bad: bool = False,
+             written_path: str | None = None) -> str:
     from yamlnet.data import DATASETS
 
     if dataset not in DATASETS:
@@ -69,7 +73,7 @@ def _starter(name: str, modeline: str, dataset: str, data_path: str | None, skip
         raise ConfigError(f"--dataset {dataset} needs --path (the {dataset} data to train on)")
     n_h, n_w, n_c, classes, why = _folder_shape(Path(data_path), skip_bad) if dataset == "folder" else \
         (*_known_shape(dataset, data_path), "")
-    data = [f"  dataset: {dataset}"] + ([f"  path: {data_path}"] if data_path else [])
+    data = [f"  dataset: {dataset}"] + ([f"  path: {written_path or data_path}"] if data_path else [])
     if dataset == "folder" and skip_bad:
         data.append("  skip_bad: true                 # leave out images that cannot be read (one warning line)")
     called = f"{Path(data_path).resolve().name} (your images)" if dataset == "folder" else dataset

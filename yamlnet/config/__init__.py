@@ -9,14 +9,39 @@ from yamlnet.config.schema import build_schema, validate
 def resolve(source, overrides=()) -> tuple[dict, Document]:
     """Load ``source`` (path, YAML string or dict), apply ``--set`` overrides, validate.
 
-    Returns the resolved config (defaults filled, names given) and the document, whose marks
-    locate later errors (shapes, data) in the file.
+    Returns the resolved config (defaults filled, names given, paths absolute: ``absolute_paths``)
+    and the document, whose marks locate later errors (shapes, data) in the file.
     """
     document = load_document(source)
     if overrides:
         from yamlnet.config.overrides import apply_overrides
         apply_overrides(document, overrides)
-    return validate(document), document
+    config = validate(document)
+    absolute_paths(config, document, overrides)
+    return config, document
+
+
+def absolute_paths(config: dict, document: Document, overrides=()) -> None:
+    """Make the config's relative paths (the keys marked ``x-path`` in the schema: data files and
+    folders, init_weights) absolute, as editors, Hydra and Ultralytics read them: a path written in a
+    model file is relative to that file's folder, one given with ``--set`` (or in a YAML string or a
+    dict, or in a built-in model) to the current folder. A run's config.yaml then holds paths that
+    work from any folder, and wherever the run directory moves."""
+    import os
+    from pathlib import Path
+
+    from yamlnet.config.builtin import MODELS
+    from yamlnet.config.schema import path_keys
+
+    folder = Path(document.file).resolve().parent if document.file and Path(document.file).is_file() else None
+    if folder is not None and folder == MODELS.resolve():
+        folder = None
+    overridden = {tuple(item.split("=", 1)[0].strip().split(".")) for item in overrides}
+    for section, key in path_keys():
+        value = config.get(section, {}).get(key)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            base = Path.cwd() if folder is None or (section, key) in overridden else folder
+            config[section][key] = str(base / os.path.expanduser(value))
 
 
 def load_config(source, overrides=()) -> dict:

@@ -65,7 +65,7 @@ TRAINING_PROPERTIES = {
                           "description": "smallest change that counts as better"},
         },
     },
-    "init_weights": {"type": "string", "minLength": 1,
+    "init_weights": {"type": "string", "minLength": 1, "x-path": True,
                      "description": "start from trained weights: a run directory (its best.npz) or a model .npz"},
     "init_layers": {"type": "array", "items": LAYER_NAME, "minItems": 1,
                     "description": "init_weights: the layers to load (default: every layer whose name and "
@@ -123,6 +123,13 @@ def layer_schema(cls) -> dict:
         "required": ["type", *cls.required],
         "additionalProperties": False,
     }
+
+
+def path_keys() -> list[tuple[str, str]]:
+    """(section, key) of every key whose value is a path (marked ``x-path`` in its schema)."""
+    sections = {"data": data_schema()["properties"], "training": TRAINING_PROPERTIES}
+    return [(section, key) for section, properties in sections.items()
+            for key, value in properties.items() if value.get("x-path")]
 
 
 def data_schema() -> dict:

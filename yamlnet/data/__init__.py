@@ -71,7 +71,7 @@ FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal"
                  "Ankle boot")
 
 
-PATH_KEY = {"type": "string", "minLength": 1,
+PATH_KEY = {"type": "string", "minLength": 1, "x-path": True,
             "description": "npz: the .npz file; mnist: the folder holding the four IDX files; folder: the "
                            "folder with one sub-folder per class"}
 

@@ -125,7 +125,7 @@ def count_images(data: dict) -> int:
 @register_dataset("folder", required=("path",), description="your own images: a folder with one sub-folder "
                   "per class (PNG, JPEG, BMP, GIF, TIFF)", keys={
     "path": PATH_KEY,
-    "test_path": {"type": "string", "minLength": 1,
+    "test_path": {"type": "string", "minLength": 1, "x-path": True,
                   "description": "npz: an optional separate test file, same keys; folder: a test folder "
                                  "with the same class folders"},
     "resize": {"enum": ["bilinear", "nearest", "none"], "default": "bilinear",

@@ -15,7 +15,7 @@ def read_xy(path, x_key: str, y_key: str):
     "path": PATH_KEY,
     "x_key": {"type": "string", "default": "x", "description": "npz: the array of images"},
     "y_key": {"type": "string", "default": "y", "description": "npz: the array of labels"},
-    "test_path": {"type": "string", "minLength": 1, "description": "npz: an optional separate test file, same keys"},
+    "test_path": {"type": "string", "minLength": 1, "x-path": True, "description": "npz: an optional separate test file, same keys"},
 })
 def load_npz(data, input_shape, seed):
     x, y, classes = read_arrays(data["path"], (data["x_key"], data["y_key"]), "data file", optional=("classes",))
