@@ -96,6 +96,8 @@ def test_help_texts_read_cleanly_and_show_defaults(run):
         text = run(command, "--help").output
         assert not re.search(r"\w \.(?=\s|$)|\w ;", text), (command, text)  # "Run directory ." as it was
     assert "the number of cores" in run("sweep", "--help").output
+    evaluate = run("evaluate", "--help").output
+    assert re.search(r"--test\s+Use the data set", evaluate) and "<bool>" not in evaluate  # a flag, shown as one
 
 
 def test_the_readme_command_table_lists_every_command():

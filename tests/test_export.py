@@ -49,6 +49,8 @@ def check_in_onnxruntime(model, tmp_path, seed=1):
         raw = (rng.random((n, *model.input_shape)) * 100).astype(np.float32)  # raw images, as predict takes
         theirs = session.run(None, {"input": raw})[0]
         ours = model.forward((raw - shift) / scale)
+        if final == "probabilities":  # raw images straight into the model, as into the ONNX file
+            assert np.max(np.abs(model.predict_proba(raw) - ours)) <= 1e-6 * max(1.0, np.max(np.abs(ours)))
         assert theirs.shape == ours.shape
         assert np.max(np.abs(theirs - ours)) <= 1e-5 * max(1.0, np.max(np.abs(ours)))
         assert np.array_equal(theirs.argmax(axis=1), ours.argmax(axis=1))

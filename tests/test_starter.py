@@ -77,3 +77,25 @@ def test_the_package_ships_its_models_schema_and_license():
 def test_schema_out_writes_the_file(tmp_path):
     result = CliRunner().invoke(app, ["schema", "--out", str(tmp_path / "s.json")])
     assert result.exit_code == 0 and json.loads((tmp_path / "s.json").read_text()) == build_schema()
+
+
+def test_init_on_a_folder_of_mixed_sizes_and_a_damaged_image(tmp_path, monkeypatch):
+    from data.test_folder import damage, make_folder, picture
+    root = make_folder(tmp_path / "pets", counts=(6, 6, 6))
+    for i, size in enumerate([(40, 30), (50, 70), (90, 90)]):
+        picture(0, size, seed=i).save(root / "bar" / f"big{i}.png")
+    bad = damage(root, 1)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "models/pets.yaml", "--dataset", "folder", "--path", "pets"])
+    assert result.exit_code == 2 and f"pets/bar/{bad[0].name}: cannot be read" in result.output
+    assert "--skip-bad" in result.output and len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, ["init", "models/pets.yaml", "--dataset", "folder", "--path", "pets",
+                                      "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert "wrote models/pets.yaml" in result.output and "skipped 1 unreadable image" in result.output
+    text = (tmp_path / "models" / "pets.yaml").read_text()
+    assert "for pets (your images" in text and "path: ../pets" in text and "skip_bad: true" in text
+    config = load_config(tmp_path / "models" / "pets.yaml")
+    n_h, n_w, _ = config["input"]
+    assert n_h == n_w and n_h % 4 == 0 and n_h <= 64 and "differ in size" in text
+    assert config["data"]["path"] == str(tmp_path / "pets")  # relative to the model file: found

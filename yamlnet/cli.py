@@ -48,10 +48,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line on stderr, like an error: a command-line user has no use for its source line."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")):
     """Small convolutional networks described in one YAML file, trained with NumPy."""
+    warnings.showwarning = _warning_line
 
 
 def _fail(message: str, code: int) -> None:
@@ -345,13 +351,7 @@ def draw(file: Path = ModelFile,
         typer.echo(f"wrote {written}")
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning is one line on stderr, like an error: a command-line user has no use for its source line."""
-    typer.echo(f"warning: {message}", err=True)
-
-
 def main() -> None:
-    warnings.showwarning = _warning_line
     app()
 
 

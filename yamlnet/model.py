@@ -415,8 +415,6 @@ class Model:
                             "Pass normalized=True for arrays that are normalized already, or set "
                             "model.normalization = (shift, scale)")
         x = np.asarray(images)
-        if x.ndim == 3 and self.input_shape[-1] == 1:
-            x = x[..., None]
         if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
             raise DataError(f"images must be numbers, got {x.dtype}")
         shift, scale = self.normalization
@@ -428,6 +426,8 @@ class Model:
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
+        if x.ndim == 3 and self.input_shape[-1] == 1:  # grey images without their channel axis
+            x = x[..., None]
         if x.shape[1:] != self.input_shape:
             raise DataError(f"input batch has shape {x.shape}; the model takes (N, "
                             f"{', '.join(map(str, self.input_shape))})")

@@ -158,3 +158,46 @@ def test_a_folder_model_with_other_than_1_or_3_channels_is_refused_by_validate(t
                     f"data:\n  dataset: folder\n  path: {tmp_path}\n")
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and "input: images are read as grey (n_C = 1) or RGB (n_C = 3), not 2" in result.output
+
+
+def damage(root, count=2):
+    """Cut ``count`` images of ``root``'s first class short, as a failed copy leaves them."""
+    files = sorted((root / "bar").glob("*.png"))[:count]
+    for path in files:
+        path.write_bytes(path.read_bytes()[:40])
+    return files
+
+
+def test_an_unreadable_image_is_refused_by_name_or_skipped_with_one_warning(tmp_path):
+    import warnings
+
+    from yamlnet.data.folder import DataWarning
+    from yamlnet.errors import DataError
+    root = make_folder(tmp_path / "images", counts=(10, 10, 10))
+    bad = damage(root, 4)  # (the first class's four PNGs)
+    with pytest.raises(DataError) as info:
+        load_data(config_for(root), 3)
+    assert info.value.file == str(bad[0]) and "data.skip_bad: true skips unreadable images" in info.value.message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits = load_data(config_for(root, skip_bad=True), 3)
+    assert len(splits.y) == 26 and np.bincount(splits.y).tolist() == [6, 10, 10]
+    (warning,) = [w for w in caught if issubclass(w.category, DataWarning)]
+    assert "skipped 4 unreadable images (data.skip_bad)" in str(warning.message) and str(bad[0]) in str(warning.message)
+    assert str(warning.message).endswith(", …")  # the first three named
+
+
+def test_train_with_skip_bad_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    root = make_folder(tmp_path / "images", counts=(10, 10, 10))
+    damage(root, 1)
+    model = tmp_path / "m.yaml"
+    config = config_for(root, skip_bad=True)
+    config["training"]["epochs"] = 1
+    model.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "yamlnet", "train", str(model), "--out", str(tmp_path / "run"),
+                             "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "skipped 1 unreadable image (data.skip_bad)" in warnings[0]

@@ -41,7 +41,7 @@ def absolute_paths(config: dict, document: Document, overrides=()) -> None:
         value = config.get(section, {}).get(key)
         if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
             base = Path.cwd() if folder is None or (section, key) in overridden else folder
-            config[section][key] = str(base / os.path.expanduser(value))
+            config[section][key] = os.path.normpath(base / os.path.expanduser(value))
 
 
 def load_config(source, overrides=()) -> dict:
