@@ -21,7 +21,7 @@ from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
-from yamlnet.model import Model, check_classifier, check_init_weights
+from yamlnet.model import Model, check_classifier, check_init_weights, load_model
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
@@ -59,6 +59,10 @@ class TrainResult:
     already_finished: bool = False  # --resume of a run that had ended: nothing was trained
     stopped_by: str = ""  # interrupted: Ctrl-C, SIGTERM or SIGHUP
     exit_code: int = 0  # interrupted: what a shell reports for that signal (130, 143, 129)
+
+    def load_model(self):
+        """The run's trained ``Model`` (its best checkpoint): it takes raw images (``Model.predict_proba``)."""
+        return load_model(runs.model_file(self.run_dir))
 
     @property
     def final(self) -> dict:
