@@ -316,9 +316,8 @@ class Model:
             while (group := self._shard_workers(bounds)) is not None:
                 try:
                     return group.run(self, x, y, bounds, noise)
-                except workers.WorkerError as error:
-                    self._workers = None
-                    self._worker_trouble(f"{error}")
+                except workers.WorkerError as error:  # (the group is closed already)
+                    self._worker_trouble(str(error))
         return self._run_on_threads(x, y, training, bounds, noise)
 
     def _run_on_threads(self, x, y, training, bounds, noise) -> list:
