@@ -13,9 +13,6 @@ from yamlnet.graph import INPUT, Graph
 from yamlnet.layers.base import shape_text
 from yamlnet.plots import pyplot, save
 
-_SHAPE_CHANGING = {"conv2d", "maxpool2d", "avgpool2d", "flatten", "dense", "globalavgpool2d"}
-#: layers drawn inside the box of the one layer they read (when nothing else reads that one)
-_SHAPE_KEEPING = {"batchnorm", "activation", "dropout"}
 #: volumes in one row of the picture; longer networks wrap onto more rows
 PER_ROW = 5
 #: what ``--out``'s extension says to write
@@ -42,27 +39,16 @@ def stages(config: dict, layers) -> list[tuple[str, str]]:
     (activation, dropout) join the label of the arrow before them."""
     chain = []
     for layer in layers:
-        label = f"{layer.name}"
-        if layer.hyperparameter_text():
-            label += f" {layer.hyperparameter_text()}"
-        if layer.activation not in ("", "linear") and layer.type != "activation":
-            label += f" + {layer.activation}"
-        if layer.type in _SHAPE_CHANGING or layer.type == "softmax" or not chain:
-            chain.append([label, shape_text(layer.output_shape)])
+        if not layer.drawn_inside or not chain:
+            chain.append([layer.label(), shape_text(layer.output_shape)])
         else:
-            chain[-1][0] += f" → {label}" if layer.type != "activation" else f" + {layer.activation}"
+            chain[-1][0] += layer.drawn_after(chain=True)
     nodes = [("", f"X-input\n{shape_text(config['input'])}")]
     for index, (edge, shape) in enumerate(chain, start=1):
         last = index == len(chain)
-        name = "Prediction" if last and layers[-1].type == "softmax" else f"Layer {index}"
+        name = "Prediction" if last and layers[-1].gives_probabilities else f"Layer {index}"
         nodes.append((edge, f"{name}\n{shape}"))
     return nodes
-
-
-def _layer_text(layer) -> str:
-    text = layer.name + (f" {layer.hyperparameter_text()}" if layer.hyperparameter_text() else "")
-    return text + (f" + {layer.activation}" if layer.activation not in ("", "linear") and layer.type != "activation"
-                   else "")
 
 
 def graph_nodes(config: dict, layers) -> list[dict]:
@@ -73,12 +59,12 @@ def graph_nodes(config: dict, layers) -> list[dict]:
     box = {INPUT: 0}
     for index, layer in enumerate(layers):
         sources = graph.sources[index]
-        if (layer.type in _SHAPE_KEEPING and sources[0] != INPUT and graph.readers[sources[0]] == (index,)):
+        if layer.drawn_inside and sources[0] != INPUT and graph.readers[sources[0]] == (index,):
             box[index] = box[sources[0]]
-            nodes[box[index]]["label"] += f"\n+ {layer.activation if layer.type == 'activation' else layer.name}"
+            nodes[box[index]]["label"] += layer.drawn_after(chain=False)
             continue
-        kind = f" ({layer.type})" if layer.type not in ("conv2d", "dense") else ""
-        nodes.append({"label": _layer_text(layer) + kind, "shape": layer.output_shape,
+        kind = f" ({layer.type})" if layer.drawn_with_type else ""
+        nodes.append({"label": layer.label() + kind, "shape": layer.output_shape,
                       "sources": [box[source] for source in sources]})
         box[index] = len(nodes) - 1
     return nodes
@@ -172,8 +158,8 @@ def draw_chain(config: dict, layers, path: Path) -> Path:
 
     plt = pyplot()
     nodes = stages(config, layers)
-    shapes = [tuple(config["input"])] + [layer.output_shape for layer in layers
-                                         if layer.type in _SHAPE_CHANGING or layer.type == "softmax"]
+    shapes = [tuple(config["input"])] + [layer.output_shape for index, layer in enumerate(layers)
+                                         if index == 0 or not layer.drawn_inside]  # the boxes of ``stages``
     shapes = shapes[:len(nodes)]
     tallest = max(shape[0] for shape in shapes if len(shape) == 3) if any(len(s) == 3 for s in shapes) else 1
     # At most PER_ROW volumes a row, rows under each other: text keeps its size however long the network.

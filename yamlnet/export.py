@@ -54,78 +54,62 @@ def export(source, out: str | Path | None = None, opset: int = OPSET) -> tuple[P
     return out, model_file
 
 
-def to_onnx(model, opset: int = OPSET):
-    """The ``onnx.ModelProto`` of a yamlnet ``Model`` (its weights, normalization and class names)."""
-    onnx = _onnx()
-    from onnx import TensorProto, helper, numpy_helper
+class OnnxGraph:
+    """The ONNX graph being written: what a layer's ``onnx`` method adds its nodes to."""
 
-    nodes, initializers = [], []
+    def __init__(self):
+        from onnx import helper, numpy_helper
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes, self.initializers = [], []
 
-    def constant(name: str, array: np.ndarray) -> str:
-        initializers.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+    def constant(self, name: str, array: np.ndarray) -> str:
+        """A float32 initializer named ``name``: its name."""
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
         return name
 
-    def node(op: str, inputs: list[str], output: str, **attributes) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+    def node(self, op: str, inputs: list[str], output: str, **attributes) -> str:
+        """One node of operator ``op``: its output's name, ``output``."""
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
-    def activate(name: str, activation: str, x: str) -> str:
+    def flat(self, name: str, x: str, shape) -> str:
+        """``x`` flattened in yamlnet's H, W, C order, if ``shape`` is a volume (NCHW inside ONNX)."""
+        if len(shape) != 3:
+            return x
+        return self.node("Flatten", [self.node("Transpose", [x], f"{name}/nhwc", perm=[0, 2, 3, 1])], f"{name}/flat",
+                         axis=1)
+
+    def activate(self, name: str, activation: str, x: str) -> str:
         if activation in ("", "linear"):
             return x
         op, attributes = _ACTIVATIONS[activation]
-        return node(op, [x], f"{name}/{activation}", **attributes)
+        return self.node(op, [x], f"{name}/{activation}", **attributes)
 
-    def flat(name: str, x: str, shape) -> str:
-        """A volume (NCHW inside ONNX) flattened in yamlnet's H, W, C order."""
-        if len(shape) != 3:
-            return x
-        return node("Flatten", [node("Transpose", [x], f"{name}/nhwc", perm=[0, 2, 3, 1])], f"{name}/flat", axis=1)
 
+def to_onnx(model, opset: int = OPSET):
+    """The ``onnx.ModelProto`` of a yamlnet ``Model`` (its weights, normalization and class names):
+    each layer adds its own nodes (``Layer.onnx``); one whose type has none is refused in one line."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    graph_out = OnnxGraph()
     n_c = model.input_shape[-1]  # (a model never trained knows no normalization: the identity)
     shift, scale = model.normalization or (np.zeros(n_c, model.dtype), np.ones(n_c, model.dtype))
-    x = node("Sub", ["input", constant("normalization/shift", shift)], "normalization/centred")
-    x = node("Div", [x, constant("normalization/scale", scale)], "normalization/scaled")
-    outputs = {INPUT: node("Transpose", [x], "input/nchw", perm=[0, 3, 1, 2])}
+    x = graph_out.node("Sub", ["input", graph_out.constant("normalization/shift", shift)], "normalization/centred")
+    x = graph_out.node("Div", [x, graph_out.constant("normalization/scale", scale)], "normalization/scaled")
+    outputs = {INPUT: graph_out.node("Transpose", [x], "input/nchw", perm=[0, 3, 1, 2])}
     shapes = {INPUT: model.input_shape}
     graph = Graph.of(model.layers)
     for index, layer in enumerate(model.layers):
-        name, kind, config = layer.name, layer.type, layer.config
-        sources = [outputs[source] for source in graph.sources[index]]
-        source_shape = shapes[graph.sources[index][0]]
-        x = sources[0]
-        if kind == "conv2d":
-            w = constant(f"{name}/W", layer.params["W"].transpose(3, 2, 0, 1))
-            x = node("Conv", [x, w, constant(f"{name}/b", layer.params["b"])], f"{name}/conv",
-                     kernel_shape=[layer.f, layer.f], strides=[layer.s, layer.s], pads=[layer.p] * 4)
-        elif kind in ("maxpool2d", "avgpool2d"):
-            attributes = {"kernel_shape": [layer.f, layer.f], "strides": [layer.s, layer.s], "pads": [layer.p] * 4}
-            if kind == "avgpool2d":
-                attributes["count_include_pad"] = 1  # yamlnet counts padded zeros; ONNX's default does not
-            x = node("MaxPool" if kind == "maxpool2d" else "AveragePool", [x], f"{name}/pool", **attributes)
-        elif kind == "dense":
-            x = node("Gemm", [flat(name, x, source_shape), constant(f"{name}/W", layer.params["W"]),
-                              constant(f"{name}/b", layer.params["b"])], f"{name}/gemm")
-        elif kind == "flatten":
-            x = flat(name, x, source_shape)
-        elif kind == "batchnorm":
-            x = node("BatchNormalization", [x, constant(f"{name}/gamma", layer.params["gamma"]),
-                                            constant(f"{name}/beta", layer.params["beta"]),
-                                            constant(f"{name}/running_mean", layer.state["running_mean"]),
-                                            constant(f"{name}/running_var", layer.state["running_var"])],
-                     f"{name}/bn", epsilon=float(config["eps"]))
-        elif kind == "globalavgpool2d":
-            x = node("Flatten", [node("GlobalAveragePool", [x], f"{name}/gap")], f"{name}/flat", axis=1)
-        elif kind == "add":
-            x = node("Sum", sources, f"{name}/sum")
-        elif kind == "concat":
-            x = node("Concat", sources, f"{name}/concat", axis=1)
-        elif kind == "softmax":
-            x = node("Softmax", [x], f"{name}/softmax", axis=-1)
-        elif kind not in ("dropout", "activation"):
-            raise ConfigError(f"layer type {kind} has no ONNX form yet")  # a new type must add one here
-        x = activate(name, layer.activation, x)
-        outputs[index], shapes[index] = x, layer.output_shape
-    final = "probabilities" if model.layers[-1].type == "softmax" else "logits"
+        sources = graph.sources[index]
+        try:
+            x = layer.onnx(graph_out, [outputs[source] for source in sources], shapes[sources[0]])
+        except NotImplementedError:
+            raise ConfigError(f"layer {layer.name}: type {layer.type} has no ONNX form ({type(layer).__name__} "
+                              f"defines no onnx() method)") from None
+        outputs[index], shapes[index] = graph_out.activate(layer.name, layer.activation, x), layer.output_shape
+    nodes, initializers = graph_out.nodes, graph_out.initializers
+    final = "probabilities" if model.layers[-1].gives_probabilities else "logits"
     nodes.append(helper.make_node("Identity", [outputs[len(model.layers) - 1]], [final], name=final))
     n_h, n_w, n_c = model.input_shape
     onnx_graph = helper.make_graph(

@@ -44,8 +44,6 @@ def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
     extra reader; a conv's im2col columns and input-gradient buffers. The data set is counted apart
     (the last entry) where its size is known before loading: generated shapes, a folder's images.
     """
-    from yamlnet.kernels import KEEP_COLS_BYTES
-
     training = config["training"]
     itemsize = BYTES[training["dtype"]]
     batch = training["batch_size"]
@@ -56,12 +54,8 @@ def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
         weights = layer.param_count() * itemsize * copies
         # its output and the gradient of it, plus one more gradient to add up per extra reader
         activations = (2 + max(0, len(readers[index]) - 1)) * batch * elements(layer.output_shape) * itemsize
-        columns = 0
-        if layer.type == "conv2d":
-            n_h, n_w, _ = layer.output_shape
-            per_sample = n_h * n_w * layer.f * layer.f * layer.input_shape[2] * itemsize
-            columns = min(batch * per_sample, KEEP_COLS_BYTES) + 2 * batch * elements(layer.input_shape) * itemsize
-        parts = {"weights": weights, "activations": activations, "im2col and input-gradient buffers": columns}
+        parts = {"weights": weights, "activations": activations,
+                 "im2col and input-gradient buffers": layer.scratch_bytes(batch, itemsize)}
         estimates.append((sum(parts.values()), max(parts, key=parts.get)))
     data = config["data"]
     if data["dataset"] == "shapes":

@@ -31,8 +31,6 @@ from yamlnet.npzio import read_npz, write_npz_atomic
 from yamlnet.summary import render
 
 FORMAT = "yamlnet-model-1"
-#: layers through which "followed by a ReLU" looks, for the choice of initialization
-_PASS_THROUGH = {"dropout", "flatten", "maxpool2d", "avgpool2d", "batchnorm", "concat", "globalavgpool2d"}
 
 
 def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
@@ -121,9 +119,9 @@ def check_classifier(config: dict, layers: list[Layer], document: Document | Non
     document = document or Document(data=config)
     last = len(layers) - 1
     for index, layer in enumerate(layers[:-1]):
-        if layer.type == "softmax":
-            raise document.error(("layers", index, "type"), "softmax may only be the last layer (training fuses it "
-                                 "with the loss); remove it or move it to the end", kind=ShapeError)
+        if layer.gives_probabilities:
+            raise document.error(("layers", index, "type"), f"{layer.type} may only be the last layer (training "
+                                 f"fuses it with the loss); remove it or move it to the end", kind=ShapeError)
     output = layers[-1].output_shape
     if len(output) != 1:
         raise document.error(("layers", last), f"the model ends in a volume {shape_text(output)}; a classifier "
@@ -175,7 +173,7 @@ def initializer(layers: list[Layer], graph: Graph, index: int) -> str:
         if activation not in ("", "linear"):
             return activation in RELU_LIKE
         return any(reaches_relu(layers[reader].activation, reader) for reader in graph.readers[at]
-                   if layers[reader].type in _PASS_THROUGH | {"activation", "add"})
+                   if layers[reader].transparent_to_init)
 
     return "he" if reaches_relu(layers[index].activation, index) else "glorot"
 
@@ -205,7 +203,7 @@ class Model:
         for index, layer in enumerate(self.layers):
             layer.needs_input_grad = any(trainable_upstream[source] for source in self.graph.sources[index])
             trainable_upstream[index] = bool(layer.params) or layer.needs_input_grad
-        self._ends_in_softmax = self.layers[-1].type == "softmax"
+        self._ends_in_softmax = self.layers[-1].gives_probabilities
         #: the layer whose outputs the loss takes as logits: a final softmax's input (training fuses
         #: the softmax with cross-entropy), else the last layer
         self.logits_at = self.graph.sources[-1][0] if self._ends_in_softmax else len(self.layers) - 1
@@ -257,8 +255,8 @@ class Model:
         folded, folds = list(layers), []
         for index, layer in enumerate(layers):
             source = self.graph.sources[index]
-            if (layer.type == "batchnorm" and len(source) == 1 and source[0] != INPUT
-                    and layers[source[0]].type in ("conv2d", "dense")
+            if (layer.folds_into_linear and len(source) == 1 and source[0] != INPUT
+                    and layers[source[0]].takes_folded_batchnorm
                     and layers[source[0]].activation == "linear" and self.graph.readers[source[0]] == (index,)):
                 twin = layers[source[0]].replica()
                 twin.params = {key: value.copy() for key, value in twin.params.items()}

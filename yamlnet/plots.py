@@ -61,7 +61,8 @@ def first_filters(run_dir: Path) -> Path | None:
     from yamlnet.evaluate import load_trained
     plt = pyplot()
     model = load_trained(run_dir)
-    conv = next((layer for layer in model.layers if layer.type == "conv2d"), None)
+    conv = next((layer for layer in model.layers if layer.params.get("W") is not None and layer.params["W"].ndim == 4),
+                None)  # the first layer with filters (f, f, C, K)
     if conv is None:
         return None
     weights = conv.params["W"].astype(np.float64)  # (f, f, C, K)

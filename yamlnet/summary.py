@@ -61,7 +61,7 @@ def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
             f"Activation memory per sample: {format_bytes((elements(config['input']) + activations) * itemsize)}",
             f"Training memory at batch {config['training']['batch_size']} (estimate): "
             f"{format_bytes(sum(size for size, _ in training_memory(config, layers)))}"]
-    if layers[-1].type != "softmax":
+    if not layers[-1].gives_probabilities:
         out.append("The model ends without softmax: its outputs are taken as logits (softmax cross-entropy "
                    "in training, softmax in predict)")
     out += list(notes.values())

@@ -331,9 +331,9 @@ def _got(value: Any) -> str:
     return type(value).__name__
 
 
-#: what other frameworks call a layer type, and yamlnet's name for it
-_OTHER_NAMES = {"fully_connected": "dense", "fc": "dense", "linear": "dense", "conv": "conv2d",
-                "convolution": "conv2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d", "relu": "activation"}
+def _other_names() -> dict[str, str]:
+    """What other frameworks call a layer type (``Layer.other_names``) → yamlnet's name for it."""
+    return {other: cls.type for cls in LAYERS.values() for other in cls.other_names}
 
 
 def suggest(word: Any, choices) -> str:
@@ -341,8 +341,9 @@ def suggest(word: Any, choices) -> str:
     if not isinstance(word, str):
         return ""
     by_lower = {str(choice).lower(): str(choice) for choice in choices}
-    if _OTHER_NAMES.get(word.lower()) in by_lower.values():
-        return f"; did you mean '{_OTHER_NAMES[word.lower()]}'?"
+    other_names = _other_names()
+    if other_names.get(word.lower()) in by_lower.values():
+        return f"; did you mean '{other_names[word.lower()]}'?"
     close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
     return f"; did you mean '{by_lower[close[0]]}'?" if close else ""
 

@@ -72,6 +72,17 @@ class Activation(Layer):
     description = "element-wise nonlinearity g"
     hyperparameters = {"activation": {"enum": list(ACTIVATIONS)}}
     required = ("activation",)
+    drawn_inside = transparent_to_init = True
+    other_names = ("relu",)
+
+    def label(self):
+        return self.name  # (its activation is what it is: said where it is drawn)
+
+    def drawn_after(self, chain):
+        return f" + {self.activation}" if chain else f"\n+ {self.activation}"
+
+    def onnx(self, graph, inputs, input_shape):
+        return inputs[0]  # the exporter adds the activation
 
     def forward(self, x, training=False):
         self.a = activate(self.activation, x.copy())

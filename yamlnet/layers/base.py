@@ -65,6 +65,23 @@ class Layer:
     #: batch (``draw_noise``) when it cuts the batch, so that a run draws the same however it is cut
     draws_noise: bool = False
 
+    # -- what the rest of yamlnet asks of a type (never a table of type names elsewhere) ---------
+    #: what other frameworks call this type: a file that writes one is asked "did you mean …?"
+    other_names: ClassVar[tuple[str, ...]] = ()
+    #: drawn inside the box of the one layer it reads, as the lecture draws batchnorm, an activation
+    #: or dropout; False: a box of its own
+    drawn_inside: ClassVar[bool] = False
+    #: its type is named in a drawing's box (conv2d and dense go without: their figures say it)
+    drawn_with_type: ClassVar[bool] = True
+    #: initialization looks through it for the ReLU that may follow (He, not Glorot, before one)
+    transparent_to_init: ClassVar[bool] = False
+    #: its outputs are class probabilities (the final softmax, which training fuses with the loss)
+    gives_probabilities: ClassVar[bool] = False
+    #: a linear map (conv2d, dense): a batchnorm that alone reads it folds into it at inference
+    takes_folded_batchnorm: ClassVar[bool] = False
+    #: folds into a ``takes_folded_batchnorm`` layer it alone reads, at inference (``scale_and_shift``)
+    folds_into_linear: ClassVar[bool] = False
+
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name
         self.config = config  # this layer's resolved keys from the file, defaults filled
@@ -121,6 +138,25 @@ class Layer:
     @property
     def activation(self) -> str:
         return self.config.get("activation", "")
+
+    def label(self) -> str:
+        """Its name, hyperparameters and activation, as a drawing writes them (``conv1 f=3 s=1 p=1 + relu``)."""
+        text = self.name + (f" {self.hyperparameter_text()}" if self.hyperparameter_text() else "")
+        return text + (f" + {self.activation}" if self.activation not in ("", "linear") else "")
+
+    def drawn_after(self, chain: bool) -> str:
+        """A ``drawn_inside`` layer's words on the arrow (a chain) or in the box (a graph) it joins."""
+        return f" → {self.label()}" if chain else f"\n+ {self.name}"
+
+    def scratch_bytes(self, batch: int, itemsize: int) -> int:
+        """Training memory of its own beyond its weights, output and gradients (a conv's im2col columns)."""
+        return 0
+
+    def onnx(self, graph, inputs: list[str], input_shape) -> str:
+        """Add its ONNX nodes (before its activation, which the exporter adds) to ``graph``
+        (``yamlnet.export.OnnxGraph``: ``node``, ``constant``, ``flat``), reading ``inputs`` (ONNX names,
+        volumes NCHW) of shape ``input_shape`` (the first input's, channels last); returns its output's name."""
+        raise NotImplementedError
 
     # -- weights and math ---------------------------------------------------------------
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype=np.float32, init: str = "glorot"):

@@ -29,6 +29,13 @@ class BatchNorm(Layer):
         "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "description": "added to the variance"},
     }
     needs_whole_batch = True
+    drawn_inside = transparent_to_init = folds_into_linear = True
+
+    def onnx(self, graph, inputs, input_shape):
+        constants = [graph.constant(f"{self.name}/{key}", table[key]) for table, key in (
+            (self.params, "gamma"), (self.params, "beta"), (self.state, "running_mean"), (self.state, "running_var"))]
+        return graph.node("BatchNormalization", [inputs[0], *constants], f"{self.name}/bn",
+                          epsilon=float(self.config["eps"]))
 
     @property
     def channels(self) -> int:

@@ -34,10 +34,25 @@ class Conv2D(WindowedLayer):
         "activation": {**ACTIVATION_KEY, "description": "g applied to Z"},
     }
     required = ("filters", "size")
+    drawn_with_type = False
+    other_names = ("conv", "convolution")
+    takes_folded_batchnorm = True
 
     def __init__(self, name, config):
         super().__init__(name, config)
         self.scratch = kernels.Scratch()
+
+    def scratch_bytes(self, batch, itemsize):
+        """im2col columns (a cache-sized slice of the batch at most) and the input-gradient buffers."""
+        n_h, n_w, _ = self.output_shape
+        per_sample = n_h * n_w * self.f * self.f * self.input_shape[2] * itemsize
+        return min(batch * per_sample, kernels.KEEP_COLS_BYTES) + 2 * batch * int(np.prod(self.input_shape)) * itemsize
+
+    def onnx(self, graph, inputs, input_shape):
+        weights = graph.constant(f"{self.name}/W", self.params["W"].transpose(3, 2, 0, 1))
+        return graph.node("Conv", [inputs[0], weights, graph.constant(f"{self.name}/b", self.params["b"])],
+                          f"{self.name}/conv", kernel_shape=[self.f, self.f], strides=[self.s, self.s],
+                          pads=[self.p] * 4)
 
     def compute_output_shape(self, input_shape):
         return self.windowed_shape(input_shape, self.config["filters"])

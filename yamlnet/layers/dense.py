@@ -21,6 +21,14 @@ class Dense(Layer):
         "activation": {**ACTIVATION_KEY, "description": "g applied to z"},
     }
     required = ("units",)
+    drawn_with_type = False
+    other_names = ("fully_connected", "fc", "linear")
+    takes_folded_batchnorm = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.node("Gemm", [graph.flat(self.name, inputs[0], input_shape),
+                                   graph.constant(f"{self.name}/W", self.params["W"]),
+                                   graph.constant(f"{self.name}/b", self.params["b"])], f"{self.name}/gemm")
 
     @property
     def n_inputs(self) -> int:

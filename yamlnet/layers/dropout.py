@@ -17,6 +17,10 @@ class Dropout(Layer):
     description = "zero a random share of values while training"
     hyperparameters = {"rate": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.5,
                                 "description": "probability of dropping each value"}}
+    drawn_inside = transparent_to_init = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return inputs[0]  # identity at inference
 
     #: uniform draws (N, ...) for the next training forward, set by the model when it cuts a batch
     #: into shards: the whole batch's draws come from ``rng`` in one go, as they would unsharded

@@ -10,6 +10,10 @@ from yamlnet.layers.base import Layer, register
 @register("flatten")
 class Flatten(Layer):
     description = "volume → vector, in H, W, C order"
+    transparent_to_init = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.flat(self.name, inputs[0], input_shape)
 
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)

@@ -16,6 +16,8 @@ import numpy as np
 from yamlnet import kernels
 from yamlnet.layers.activation import activate
 from yamlnet.layers.base import Layer
+from yamlnet.layers.conv import Conv2D
+from yamlnet.layers.pool import MaxPool2D
 
 
 class PassThrough(Layer):
@@ -43,14 +45,14 @@ def fusable(layers: list[Layer], graph, index: int) -> bool:
     training and 1.1–1.6× at inference (batch 32, LeNet's and the CIFAR net's first layers); over 6
     or more channels it ran 0.95–1.0×, alone and in whole networks (VGG, LeNet's second pair)."""
     conv = layers[index]
-    if conv.type != "conv2d" or conv.s != 1 or conv.activation not in ("relu", "linear"):
+    if not isinstance(conv, Conv2D) or conv.s != 1 or conv.activation not in ("relu", "linear"):
         return False
     if not kernels.short_window_rows(conv.f, conv.input_shape[2]):
         return False
     if len(graph.readers[index]) != 1:
         return False
     pool = layers[graph.readers[index][0]]
-    return (pool.type == "maxpool2d" and (pool.f, pool.s, pool.p) == (2, 2, 0)
+    return (isinstance(pool, MaxPool2D) and (pool.f, pool.s, pool.p) == (2, 2, 0)
             and graph.sources[graph.readers[index][0]] == (index,))
 
 

@@ -19,7 +19,10 @@ class Add(Layer):
 
     description = "element-wise sum of two or more inputs of one shape, then g (a residual connection)"
     hyperparameters = {"activation": {**ACTIVATION_KEY, "description": "g applied after the sum"}}
-    joins = True
+    joins = transparent_to_init = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.node("Sum", inputs, f"{self.name}/sum")
 
     def compute_output_shape(self, input_shapes):
         first = input_shapes[0]
@@ -55,7 +58,10 @@ class Concat(Layer):
     ``inputs`` order; vectors (N, n_i) → (N, Σn_i), end to end."""
 
     description = "join two or more inputs along channels (volumes of one n_H × n_W) or end to end (vectors)"
-    joins = True
+    joins = transparent_to_init = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.node("Concat", inputs, f"{self.name}/concat", axis=1)
 
     def compute_output_shape(self, input_shapes):
         first_name, first = self.inputs[0], input_shapes[0]

@@ -18,10 +18,18 @@ class _Pool(WindowedLayer):
         "padding": {**PADDING, "description": "padding p on each side, at most size // 2"},
     }
     required = ("size",)
+    transparent_to_init = True
+    #: the ONNX operator, and its attributes beyond the window's
+    onnx_op: str = ""
+    onnx_attributes: dict = {}
 
     @classmethod
     def complete(cls, config):
         config.setdefault("stride", config["size"])
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.node(self.onnx_op, inputs, f"{self.name}/pool", kernel_shape=[self.f, self.f],
+                          strides=[self.s, self.s], pads=[self.p] * 4, **self.onnx_attributes)
 
     def compute_output_shape(self, input_shape):
         if self.p > self.f // 2:
@@ -41,6 +49,8 @@ class MaxPool2D(_Pool):
     """
 
     description = "max over each f × f window"
+    onnx_op = "MaxPool"
+    other_names = ("maxpool",)
 
     def forward(self, x, training=False):
         n_h, n_w, _ = self.output_shape
@@ -85,6 +95,9 @@ class AvgPool2D(_Pool):
     """Mean over each window; padded zeros count in the mean (PyTorch's count_include_pad)."""
 
     description = "mean over each f × f window"
+    onnx_op = "AveragePool"
+    other_names = ("avgpool",)
+    onnx_attributes = {"count_include_pad": 1}  # yamlnet counts padded zeros; ONNX's default does not
 
     def forward(self, x, training=False):
         n_h, n_w, _ = self.output_shape
@@ -115,7 +128,11 @@ class GlobalAvgPool2D(Layer):
     """A volume (N, n_H, n_W, C) → a vector (N, C): each channel's mean over every position."""
 
     description = "a volume → a vector: each channel's mean over n_H × n_W"
-    needs_volume = True
+    needs_volume = transparent_to_init = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.node("Flatten", [graph.node("GlobalAveragePool", inputs, f"{self.name}/gap")],
+                          f"{self.name}/flat", axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[2],)

@@ -19,6 +19,10 @@ class Softmax(Layer):
     """(N, n) → (N, n) probabilities that sum to 1 along the last axis."""
 
     description = "probabilities over the classes"
+    gives_probabilities = True
+
+    def onnx(self, graph, inputs, input_shape):
+        return graph.node("Softmax", inputs, f"{self.name}/softmax", axis=-1)
 
     def forward(self, x, training=False):
         self._p = softmax(x)
