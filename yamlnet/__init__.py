@@ -5,14 +5,19 @@
     loss = model.loss_and_grad(x, y)            # fills every layer's .grads
 """
 
-from yamlnet.config import load_config
-from yamlnet.errors import ConfigError, DataError, ShapeError, TrainingError, YamlnetError
-from yamlnet.model import Model, build_model, load_model
-from yamlnet.train import TrainResult, train
-from yamlnet.evaluate import evaluate, predict_file as predict
-from yamlnet.export import export
+from yamlnet.errors import (ConfigError, DataError, ShapeError, TrainingError, YamlnetError, YamlnetWarning,
+                            show_warnings_in_one_line)
+
+show_warnings_in_one_line()  # (before the layer types of installed packages load, and may warn)
+
+from yamlnet.config import load_config  # noqa: E402
+from yamlnet.model import Model, build_model, load_model  # noqa: E402
+from yamlnet.train import TrainResult, train  # noqa: E402
+from yamlnet.evaluate import evaluate, predict_file as predict  # noqa: E402
+from yamlnet.export import export  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "DataError", "Model", "ShapeError", "TrainResult", "TrainingError", "YamlnetError",
+           "YamlnetWarning",
            "build_model", "evaluate", "export", "load_config", "load_model", "predict", "train", "__version__"]

@@ -58,3 +58,27 @@ class Interrupted(YamlnetError):
     """Ctrl-C: the work stopped after writing what it needs to continue; the message says how."""
 
     exit_code = 130
+
+
+class YamlnetWarning(UserWarning):
+    """Something yamlnet passed over or worked around, said in one line (``warning: …`` on stderr)."""
+
+
+def show_warnings_in_one_line() -> None:
+    """Show yamlnet's warnings as one line, ``warning: …``, like its errors (Python's own format adds
+    the source line that raised them, of no use to a user); other warnings as before."""
+    import sys
+    import warnings
+
+    shown = warnings.showwarning
+    if getattr(shown, "one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, YamlnetWarning):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.one_line = True
+    warnings.showwarning = show

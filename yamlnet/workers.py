@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet import signals
+from yamlnet.errors import YamlnetWarning
 
 #: off: shards run as threads (tests set it to compare the two)
 ENABLED = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
@@ -58,7 +59,7 @@ class WorkerError(RuntimeError):
     stderr). Never a user's mistake: the model says so in a warning and carries on without it."""
 
 
-class WorkerWarning(RuntimeWarning):
+class WorkerWarning(YamlnetWarning):
     """A model's worker processes stopped or could not start; it carries on, with the same numbers."""
 
 
@@ -216,8 +217,9 @@ class ShardWorkers:
             up_r, up_w = os.pipe()
             self._fds += down_w, up_r
             try:
-                process = subprocess.Popen([sys.executable, "-c", code % (down_r, up_w)], env=environment,
-                                           stdin=subprocess.DEVNULL, pass_fds=(memory, down_r, up_w),
+                # (-W ignore: what loading yamlnet had to say — a plugin that failed — the caller has said)
+                process = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code % (down_r, up_w)],
+                                           env=environment, stdin=subprocess.DEVNULL, pass_fds=(memory, down_r, up_w),
                                            close_fds=True, start_new_session=True)
             finally:
                 os.close(down_r)

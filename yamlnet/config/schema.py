@@ -20,6 +20,7 @@ import jsonschema
 from yamlnet.config.loader import Document, default_layer_names
 from yamlnet.data import COMMON_KEYS, DATASETS
 from yamlnet.layers import LAYERS
+from yamlnet.layers.plugins import FAILED
 from yamlnet.optim import OPTIMIZERS, SCHEDULES
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -387,6 +388,9 @@ def _explain(error: jsonschema.ValidationError, document: Document):
         words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than",
                  "exclusiveMaximum": "less than"}
         message = f"must be {words[kind]} {expected}, got {_got(got)}"
+    elif kind == "enum" and path[:1] == ("layers",) and path[-1:] == ("type",) and isinstance(got, str) \
+            and got in FAILED:
+        message = f"the layer type {got} comes from {FAILED[got]}"
     elif kind == "enum":
         message = f"must be one of {', '.join(map(str, expected))}, got {_got(got)}{suggest(got, expected)}"
     elif kind in ("minItems", "maxItems"):

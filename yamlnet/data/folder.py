@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet.data import PATH_KEY, register_dataset
-from yamlnet.errors import DataError
+from yamlnet.errors import DataError, YamlnetWarning
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 _MODES = {1: "L", 3: "RGB"}
@@ -61,7 +61,7 @@ def read_image(path: Path, input_shape: tuple[int, int, int], resize: str = "bil
     return pixels.reshape(n_h, n_w, n_c)
 
 
-class DataWarning(UserWarning):
+class DataWarning(YamlnetWarning):
     """Something in the data was passed over (``data.skip_bad``): the message says what."""
 
 

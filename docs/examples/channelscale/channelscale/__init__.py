@@ -1,0 +1,1 @@
+"""yamlnet-channelscale: the layer type ``channelscale`` (see channelscale.layers)."""
