@@ -7,7 +7,7 @@ from importlib import resources
 
 import numpy as np
 
-from yamlnet.data import register_dataset
+from yamlnet.data.registry import register_dataset
 
 
 @register_dataset("digits", n_classes=10, image_shape=(8, 8, 1),

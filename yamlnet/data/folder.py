@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yamlnet.data import PATH_KEY, register_dataset
+from yamlnet.data.registry import PATH_KEY, register_dataset
 from yamlnet.errors import DataError, YamlnetWarning
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yamlnet.data import PATH_KEY, register_dataset
+from yamlnet.data.registry import PATH_KEY, register_dataset
 from yamlnet.errors import DataError
 
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

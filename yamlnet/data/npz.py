@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from yamlnet.data import PATH_KEY, register_dataset
+from yamlnet.data.registry import PATH_KEY, register_dataset
 from yamlnet.errors import DataError
 from yamlnet.npzio import read_arrays
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from yamlnet.data import register_dataset
+from yamlnet.data.registry import register_dataset
 
 CLASSES = ("vertical bar", "horizontal bar", "diagonal \\", "diagonal /", "plus", "cross",
            "hollow square", "filled square", "circle", "triangle")

@@ -1,0 +1,73 @@
+"""The data set registry: ``data.dataset`` in a model file → its loader, as ``yamlnet.layers`` maps
+``type`` to a class. A loader registers itself with ``@register_dataset``; the schema's ``data`` keys
+are generated from ``COMMON_KEYS`` and each data set's own ``keys``.
+
+A loader takes (the ``data`` mapping, the model's input shape, the seed) and returns images ``x``
+(N, n_H, n_W, n_C), integer labels ``y`` (N,), a separate test set or (None, None), and optionally
+the class names found in the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class Dataset:
+    name: str
+    #: (data_config, input_shape, seed) -> (x, y, x_test | None, y_test | None[, class names found in the data])
+    load: Callable
+    keys: dict  # JSON Schema properties of the keys only this data set uses
+    required: tuple[str, ...]
+    n_classes: int | None  # None: taken from the labels
+    description: str
+    image_shape: tuple[int, int, int] | None = None  # (n_H, n_W, n_C) when fixed by the data set
+    classes: tuple[str, ...] | None = None  # the class names, when the data set fixes them
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (), n_classes: int | None = None,
+                     description: str = "", image_shape: tuple | None = None, classes: tuple | None = None):
+    def decorate(load):
+        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description, image_shape, classes)
+        return load
+    return decorate
+
+
+COMMON_KEYS = {
+    "dataset": {"default": "digits", "description": "which data set (see the list below)"},
+    "validation_split": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2,
+                         "description": "share of the training data held out for validation"},
+    "normalization": {"enum": ["standardize", "scale", "none"], "default": "standardize",
+                      "description": "standardize: per channel, by the training part's mean and std; "
+                                     "scale: to 0..1 by its min and max; none: raw values"},
+    "shuffle": {"type": "boolean", "default": True, "description": "reshuffle the training part every epoch"},
+    "classes": {"anyOf": [{"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                          {"enum": ["fashion_mnist"]}],
+                "x-expected": "a list of class names, or fashion_mnist",
+                "description": "the class names, in label order (one per output); fashion_mnist: "
+                               "Fashion-MNIST's ten; default: the data set's own, else 0, 1, …"},
+    "augment": {
+        "type": "object", "additionalProperties": False, "default": {}, "x-example": "{flip: horizontal, shift: 2}",
+        "description": "random changes to the training images, afresh every epoch, drawn from the seed",
+        "properties": {
+            "flip": {"enum": ["none", "horizontal", "vertical", "both"], "default": "none",
+                     "description": "mirror each image with probability 1/2 (both: each axis on its own)"},
+            "shift": {"type": "integer", "minimum": 0, "default": 0,
+                      "description": "move each image by up to this many pixels each way, filling with 0"},
+            "noise": {"type": "number", "minimum": 0, "default": 0.0,
+                      "description": "add Gaussian noise of this σ (in normalized units)"},
+        },
+    },
+}
+
+FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot")
+
+
+PATH_KEY = {"type": "string", "minLength": 1, "x-path": True,
+            "description": "npz: the .npz file; mnist: the folder holding the four IDX files; folder: the "
+                           "folder with one sub-folder per class"}
