@@ -7,22 +7,8 @@ from pathlib import Path
 
 from yamlnet import runs
 from yamlnet.config import load_config
+from yamlnet.config.overrides import flatten
 from yamlnet.errors import DataError
-
-
-def flatten(value, prefix: str = "") -> dict:
-    """``{"layers": [{"name": "conv1", "filters": 8}]}`` → ``{"layers.conv1.filters": 8}``: the keys of ``--set``."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list) and prefix == "layers" and all(isinstance(v, dict) and "name" in v for v in value):
-        out = {}
-        for layer in value:
-            out.update(flatten({k: v for k, v in layer.items() if k != "name"}, f"layers.{layer['name']}"))
-        return out
-    return {prefix: value}
 
 
 def compare(run_dirs) -> dict:

@@ -52,7 +52,7 @@ def render(facts: dict) -> str:
 def grid(config: dict, splits, path: Path, augmented: bool = False, per_class: int = 6) -> Path:
     """Up to ``per_class`` training images of each class, a row per class, named; augmented as
     training would (the first epoch's draws) when ``augmented``."""
-    from yamlnet.plots import pyplot, save
+    from yamlnet.figures import pyplot, save
 
     plt = pyplot()
     train = splits.train

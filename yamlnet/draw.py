@@ -11,7 +11,7 @@ from pathlib import Path
 from yamlnet.errors import ConfigError
 from yamlnet.graph import INPUT, Graph
 from yamlnet.layers.base import shape_text
-from yamlnet.plots import pyplot, save
+from yamlnet.figures import pyplot, save
 
 #: volumes in one row of the picture; longer networks wrap onto more rows
 PER_ROW = 5

@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet import runs
+from yamlnet.figures import pyplot, save
+from yamlnet.metrics import best_value
 from yamlnet.errors import DataError
-
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend (no screen needed), imported only when drawing."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def plot(path) -> list[Path]:
@@ -104,7 +98,6 @@ def confusion(run_dir: Path) -> Path:
 
 def plot_sweep(sweep_dir: Path) -> Path:
     """The best value of the sweep's metric against each swept key, one panel per key."""
-    from yamlnet.sweep import best_value
     plt = pyplot()
     spec = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
     metric = spec["sweep"]["metric"]
@@ -152,13 +145,3 @@ def axis_scale(values: list) -> str:
     if len(set(values)) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
         return "log"
     return "whole" if all(isinstance(v, int) for v in values) else "linear"
-
-
-def save(figure, path: Path, dpi: int = 110) -> Path:
-    """Write ``figure`` to ``path`` as its suffix says (PNG, SVG), then close it."""
-    import matplotlib.pyplot as plt
-    path = Path(path)
-    figure.tight_layout()
-    figure.savefig(path, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
-    plt.close(figure)
-    return path

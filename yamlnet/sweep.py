@@ -26,12 +26,12 @@ import numpy as np
 from yamlnet.config import load_document, resolve
 from yamlnet.config.schema import SWEEP_SCHEMA, check, fill_defaults
 from yamlnet.errors import ConfigError, Interrupted, YamlnetError
+from yamlnet.metrics import best_value, direction
 from yamlnet.model import plan
 from yamlnet.runs import SUMMARY, read_metrics
 from yamlnet.signals import STOP_SIGNALS, StopRequest, deferred
 
 _RESERVED = set(SWEEP_SCHEMA["properties"])
-_LOWER_IS_BETTER = {"loss", "val_loss"}
 
 
 def sweep_spec(source, sweep_file=None, overrides=()) -> dict:
@@ -250,13 +250,6 @@ def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def best_value(metrics: list[dict], metric: str) -> float | None:
-    values = [record.get(metric) for record in metrics if record.get(metric) is not None]
-    if not values:
-        return None
-    return min(values) if metric in _LOWER_IS_BETTER else max(values)
-
-
 def _rows(results: list[dict], metric: str) -> list[dict]:
     rows = []
     for result in results:
@@ -266,7 +259,7 @@ def _rows(results: list[dict], metric: str) -> list[dict]:
                      "best": best_value(metrics, metric), "final_val_accuracy": final.get("val_accuracy"),
                      "final_loss": final.get("loss"), "epochs": len(metrics), "status": result["status"],
                      "error": result["error"]})
-    sign = 1 if metric in _LOWER_IS_BETTER else -1
+    sign = -direction(metric)  # best first
     return sorted(rows, key=lambda row: (row["status"] not in _FINISHED, row["best"] is None,
                                          sign * (row["best"] or 0), row["run"]))
 

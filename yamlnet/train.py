@@ -17,18 +17,19 @@ import numpy as np
 
 from yamlnet import parallel, runs
 from yamlnet.config import Document, resolve
+from yamlnet.config.overrides import differences
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.model import Model, check_classifier, check_init_weights, load_model
+from yamlnet.metrics import direction
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.signals import StopRequest
 from yamlnet.summary import render
 
-_HIGHER_IS_BETTER = {"accuracy", "val_accuracy"}
 
 
 @dataclass
@@ -102,7 +103,7 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
 
 #: what may change on --resume: more (or fewer) epochs, and how often to checkpoint; everything else is
 #: the run as it was
-_EXTENDABLE = {("training", "epochs"), ("training", "checkpoint_every")}
+_EXTENDABLE = {"training.epochs", "training.checkpoint_every"}
 
 
 def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
@@ -114,30 +115,23 @@ def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
     if not overrides:
         return config, document
     extended, document = resolve(run_dir / runs.CONFIG, overrides)
-    changed = _differences(config, extended)
+    changed = differences(config, extended)
     if changed - _EXTENDABLE:
         raise DataError(f"--resume continues a run as it was configured; of its keys only "
-                        f"{', '.join('.'.join(key) for key in sorted(_EXTENDABLE))} may change, not "
-                        f"{', '.join('.'.join(map(str, key)) for key in sorted(changed - _EXTENDABLE, key=str))}",
+                        f"{', '.join(sorted(_EXTENDABLE))} may change, not {', '.join(sorted(changed - _EXTENDABLE))}",
                         file=str(run_dir))
     schedule = config["training"]["lr_schedule"]["type"]
-    if ("training", "epochs") in changed and schedule != "constant":
+    if "training.epochs" in changed and schedule != "constant":
         raise DataError(f"its {schedule} learning-rate schedule is shaped by training.epochs, so a run extended "
                         f"to more epochs would not be the run trained that long from the start; start a new run "
                         f"(training.init_weights can take these weights)", file=str(run_dir))
     done = len(runs.read_metrics(run_dir))
-    if ("training", "epochs") in changed and extended["training"]["epochs"] < done:
+    if "training.epochs" in changed and extended["training"]["epochs"] < done:
         raise DataError(f"has trained {done} epochs already; training.epochs can only take it further",
                         file=str(run_dir))
     if changed:
         runs.extend(run_dir, extended, overrides)
     return extended, document
-
-
-def _differences(a, b, path=()) -> set[tuple]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return {found for key in set(a) | set(b) for found in _differences(a.get(key), b.get(key), path + (key,))}
-    return set() if a == b else {path}
 
 
 class _Trainer:
@@ -316,7 +310,7 @@ class _Trainer:
         state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
         self.order = None
         value = record[self.metric]
-        sign = 1 if self.metric in _HIGHER_IS_BETTER else -1
+        sign = direction(self.metric)
         if state.best is None or sign * (value - state.best) > self.training["early_stopping"]["min_delta"]:
             state.best, state.best_epoch, state.bad_epochs = value, state.epoch, 0
             runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint_arrays(), {"epoch": state.epoch})

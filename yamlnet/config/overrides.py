@@ -92,3 +92,24 @@ def _resolve_path(data: dict, parts: list, origin: str) -> list:
     if len(parts) == 2:
         raise ConfigError("name a key of the layer, like layers.conv1.filters=16", key=origin)
     return ["layers", index, *parts[2:]]
+
+
+def flatten(value, prefix: str = "") -> dict:
+    """``{"layers": [{"name": "conv1", "filters": 8}]}`` → ``{"layers.conv1.filters": 8}``: the keys of ``--set``."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and prefix == "layers" and all(isinstance(v, dict) and "name" in v for v in value):
+        out = {}
+        for layer in value:
+            out.update(flatten({k: v for k, v in layer.items() if k != "name"}, f"layers.{layer['name']}"))
+        return out
+    return {prefix: value}
+
+
+def differences(a: dict, b: dict) -> set[str]:
+    """The dotted keys (as ``flatten`` spells them) whose values differ between two configs."""
+    before, after = flatten(a), flatten(b)
+    return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}

@@ -20,6 +20,7 @@ import jsonschema
 from yamlnet.config.loader import Document, default_layer_names
 from yamlnet.data import COMMON_KEYS, DATASETS
 from yamlnet.layers import LAYERS
+from yamlnet.metrics import METRICS
 from yamlnet.layers.plugins import FAILED
 from yamlnet.optim import OPTIMIZERS, SCHEDULES
 
@@ -58,7 +59,7 @@ TRAINING_PROPERTIES = {
         "type": "object", "additionalProperties": False, "default": {}, "x-example": "{patience: 5}",
         "description": "stop when the metric has not improved for patience epochs",
         "properties": {
-            "metric": {"enum": ["val_accuracy", "val_loss", "accuracy", "loss"], "default": "val_accuracy",
+            "metric": {"enum": list(METRICS), "default": "val_accuracy",
                        "description": "the metric watched; it also picks best.npz (without validation data, "
                                       "val_x falls back to x)"},
             "patience": {"type": "integer", "minimum": 0, "default": 0, "description": "0 turns early stopping off"},
@@ -98,7 +99,7 @@ SWEEP_SCHEMA = {
         "mode": {"enum": ["grid", "random"], "default": "grid",
                  "description": "grid: every combination; random: samples combinations drawn from the grid"},
         "samples": {"type": "integer", "minimum": 1, "description": "random: how many combinations"},
-        "metric": {"enum": ["val_accuracy", "val_loss", "accuracy", "loss"], "default": "val_accuracy",
+        "metric": {"enum": list(METRICS), "default": "val_accuracy",
                    "description": "the table is sorted by each run's best value of this metric"},
         "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "random: seeds the draw"},
     },
