@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yamlnet  # noqa: E402
-from yamlnet.model import plan  # noqa: E402
+from yamlnet.plan import plan  # noqa: E402
 from yamlnet.optim import SGD  # noqa: E402
 
 

@@ -146,7 +146,7 @@ def test_resume_of_a_graph_with_batchnorm_is_bit_for_bit(tmp_path):
 
 
 def test_initialization_follows_readers_to_a_relu():
-    from yamlnet.model import initializer
+    from yamlnet.plan import initializer
     model = yamlnet.build_model(RESIDUAL)
     kinds = {layer.name: initializer(model.layers, model.graph, i) for i, layer in enumerate(model.layers)}
     assert kinds["stem"] == "he"  # its own relu

@@ -7,7 +7,7 @@ from gradcheck import numerical_gradient, rel_error
 import yamlnet
 from yamlnet import parallel
 from yamlnet.errors import DataError, ShapeError
-from yamlnet.model import make_layers
+from yamlnet.plan import make_layers
 
 
 def shape_of(input_shape, layer):

@@ -98,7 +98,7 @@ def validate(files: List[Path] = typer.Argument(..., help="Model files (or built
                                                callback=lambda files: [_announce_builtin(f) for f in files]),
              set_: Optional[List[str]] = SetOption):
     """Check model files: schema, shapes and the training-memory estimate; one line per file."""
-    from yamlnet.model import plan
+    from yamlnet.plan import plan
 
     bad = 0
     for file in files:
@@ -119,7 +119,7 @@ def summary(file: Path = ModelFile,
             explain: bool = typer.Option(False, "--explain", help="Show the arithmetic behind every figure."),
             set_: Optional[List[str]] = SetOption):
     """Shapes, f / s / p, parameters and mult-adds of every layer, before any training."""
-    from yamlnet.model import plan
+    from yamlnet.plan import plan
     from yamlnet.summary import render, summarize
 
     config, layers = plan(file, set_ or ())
@@ -337,7 +337,7 @@ def draw(file: Path = ModelFile,
     """The network as a picture: volumes n_H × n_W × n_C and the layers between them."""
     from yamlnet.draw import draw as draw_network, format_for, mermaid
     from yamlnet.npzio import write_text_atomic
-    from yamlnet.model import plan
+    from yamlnet.plan import plan
 
     format_ = format_for(format_, out)
     config, layers = plan(file, set_ or ())

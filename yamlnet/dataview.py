@@ -11,7 +11,7 @@ import numpy as np
 
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
-from yamlnet.model import plan
+from yamlnet.plan import plan
 
 
 def describe(source, overrides=()) -> dict:

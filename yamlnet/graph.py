@@ -13,9 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yamlnet.config import Document
-from yamlnet.config.schema import suggest
-from yamlnet.errors import ConfigError
 
 #: the index that stands for the model's input in ``Graph.sources``
 INPUT = -1
@@ -53,60 +50,6 @@ class Graph:
     @property
     def is_chain(self) -> bool:
         return all(inputs == (index - 1,) for index, inputs in enumerate(self.sources))
-
-
-def resolve_inputs(config: dict, document: Document | None = None) -> list[list[int]]:
-    """Each layer's ``inputs`` as indices, checked: names that exist and come earlier, one input for
-    a plain layer, two or more for a join, and no output that nothing reads (a dead branch)."""
-    from yamlnet.layers import LAYERS
-
-    document = document or Document(data=config)
-    names = [layer["name"] for layer in config["layers"]]
-    sources = []
-    for index, layer in enumerate(config["layers"]):
-        given = layer.get("inputs")
-        wanted = [given] if isinstance(given, str) else list(given) if given is not None else \
-            [names[index - 1] if index else "input"]
-        path = ("layers", index, "inputs")
-        resolved = []
-        for position, name in enumerate(wanted):
-            where = path + (position,) if isinstance(given, list) else path
-            resolved.append(_index_of(name, index, names, document, where))
-        joins = LAYERS[layer["type"]].joins
-        if joins and len(resolved) < 2:
-            raise document.error(path if given is not None else ("layers", index, "type"),
-                                 f"{layer['type']} joins two or more inputs, got {_listed(wanted)}; "
-                                 f"name them: inputs: [a, b]")
-        if not joins and len(resolved) > 1:
-            raise document.error(path, f"{layer['type']} takes one input, got {len(wanted)} ({', '.join(wanted)}); "
-                                       f"join them first with add or concat")
-        sources.append(resolved)
-    read = {source for inputs in sources for source in inputs}
-    for index, name in enumerate(names[:-1]):
-        if index not in read:
-            raise document.error(("layers", index), f"the output of {name} is never used: no later layer reads it "
-                                                     f"(a dead branch); name it in a later layer's inputs, or "
-                                                     f"remove the layer")
-    return sources
-
-
-def _index_of(name: str, index: int, names: list[str], document: Document, where: tuple) -> int:
-    if name == "input":
-        return INPUT
-    if name in names[:index]:
-        return names.index(name)
-    if name == names[index]:
-        raise document.error(where, f"layer {name} cannot read its own output")
-    if name in names[index + 1:]:
-        later = names.index(name, index + 1)
-        raise document.error(where, f"{name} is layers[{later}], listed after this layer; inputs may name only "
-                                    f"input or layers listed earlier (the file order is the order they run in)")
-    hint = suggest(name, ["input", *names[:index]]) or f"; layers before it: {', '.join(['input', *names[:index]])}"
-    raise document.error(where, f"no layer named '{name}'{hint}", kind=ConfigError)
-
-
-def _listed(names: list[str]) -> str:
-    return f"one ({names[0]})" if len(names) == 1 else ", ".join(names)
 
 
 def run_forward(layers: list, graph: Graph, x: np.ndarray, training: bool, until: int | None = None) -> np.ndarray:

@@ -1,8 +1,6 @@
-"""Stage 3 of the pipeline: a resolved config becomes a ``Model``, a graph of NumPy layers.
-
-``make_layers`` resolves every layer's inputs and works every shape out before any weight exists
-(``summary`` and ``validate`` stop there); ``Model`` then allocates weights and runs forward,
-backward and the fused loss through ``yamlnet.graph``, the one path for chains and graphs.
+"""Stage 3 of the pipeline: planned layers (``yamlnet.plan``) become a ``Model``, a graph of NumPy
+layers with weights, that runs forward, backward and the fused loss through ``yamlnet.graph``, the
+one path for chains and graphs.
 """
 
 from __future__ import annotations
@@ -17,165 +15,17 @@ import numpy as np
 
 from yamlnet import kernels, parallel, workers
 from yamlnet.config import Document, resolve
-from yamlnet.data import DATASETS, class_names
-from yamlnet.errors import DataError, ShapeError
-from yamlnet.graph import INPUT, Graph, resolve_inputs, run_backward, run_forward
-from yamlnet.layers import LAYERS, Layer
-from yamlnet.layers.activation import RELU_LIKE
-from yamlnet.layers.base import shape_text
+from yamlnet.errors import DataError
+from yamlnet.graph import INPUT, Graph, run_backward, run_forward
+from yamlnet.layers import Layer
 from yamlnet.layers.fused import PassThrough, fuse
 from yamlnet.layers.softmax import softmax
 from yamlnet.losses import softmax_cross_entropy
-from yamlnet.memory import format_bytes, parse_size, training_memory
 from yamlnet.npzio import read_npz, write_npz_atomic
+from yamlnet.plan import check_memory, initializer, make_layers
 from yamlnet.summary import render
 
 FORMAT = "yamlnet-model-1"
-
-
-def make_layers(config: dict, document: Document | None = None) -> list[Layer]:
-    """The layers of ``config`` with ``inputs`` (resolved and checked), ``input_shape`` and
-    ``output_shape`` set; no weights yet. ``Graph.of(layers)`` gives their wiring."""
-    document = document or Document(data=config)
-    graph = Graph.from_sources(resolve_inputs(config, document))
-    names = ["input", *(layer["name"] for layer in config["layers"])]
-    shapes = {INPUT: tuple(config["input"])}
-    layers = []
-    for index, layer_config in enumerate(config["layers"]):
-        layer = LAYERS[layer_config["type"]](layer_config["name"], layer_config)
-        layer.inputs = [names[source + 1] for source in graph.sources[index]]
-        in_shapes = [shapes[source] for source in graph.sources[index]]
-        try:
-            shapes[index] = layer.set_input_shape(in_shapes if layer.joins else in_shapes[0])
-        except ShapeError as error:
-            raise document.error(("layers", index) + ((error.key,) if error.key else ()), error.message,
-                                 kind=ShapeError) from None
-        layers.append(layer)
-    return layers
-
-
-def plan(source, overrides=(), *, memory_check: bool = False) -> tuple[dict, list[Layer]]:
-    """The resolved config of ``source`` and its layers with every shape worked out — no weights —
-    refusing whatever training would refuse that is known without reading a data file. With
-    ``memory_check``, also refuse a model whose training would not fit ``training.max_memory``."""
-    config, document = resolve(source, overrides)
-    layers = make_layers(config, document)
-    check_classifier(config, layers, document)
-    check_init_weights(config, layers, document)
-    if memory_check:
-        check_memory(config, layers, document)
-    return config, layers
-
-
-def check_init_weights(config: dict, layers: list[Layer],
-                       document: Document | None = None) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """What ``training.init_weights`` gives each layer with parameters — "" where its weights load,
-    else why not — and the arrays read from it (empty without init_weights). Refuses a layer in
-    ``init_layers`` or ``freeze`` that the model lacks, and one in ``init_layers`` that cannot be loaded."""
-    document = document or Document(data=config)
-    training = config["training"]
-    names = [layer.name for layer in layers]
-    for key in ("init_layers", "freeze"):
-        for position, name in enumerate(training.get(key) or []):
-            if name not in names:
-                raise document.error(("training", key, position), f"no layer named {name}; layers are "
-                                                                   f"{', '.join(names)}")
-    if not training.get("init_weights"):
-        if training.get("init_layers"):
-            raise document.error(("training", "init_layers"), "needs training.init_weights: the weights to load")
-        return {}, {}
-    from yamlnet import runs
-    try:
-        arrays = read_npz(runs.model_file(training["init_weights"]), "model file")
-    except DataError as error:
-        raise document.error(("training", "init_weights"), f"{error.file}: {error.message}", kind=DataError) from None
-    wanted = training.get("init_layers")
-    reasons = {}
-    for layer in layers:
-        state = {key: shape for key, (shape, _) in layer.state_shapes().items()}
-        shapes = {**layer.param_shapes(), **state}
-        if not shapes:
-            continue
-        stored = {key: arrays.get(f"{'state' if key in state else 'params'}/{layer.name}/{key}") for key in shapes}
-        if wanted is not None and layer.name not in wanted:
-            reasons[layer.name] = "not in init_layers"
-        elif any(value is None for value in stored.values()):
-            reasons[layer.name] = "no such layer there"
-        else:
-            differ = [key for key in shapes if stored[key].shape != tuple(shapes[key])]
-            reasons[layer.name] = (f"{differ[0]} is {shape_text(stored[differ[0]].shape)} there, "
-                                   f"{shape_text(shapes[differ[0]])} here" if differ else "")
-        if wanted is not None and layer.name in wanted and reasons[layer.name]:
-            raise document.error(("training", "init_layers", wanted.index(layer.name)),
-                                 f"{layer.name} cannot be loaded from {training['init_weights']}: "
-                                 f"{reasons[layer.name]}", kind=ShapeError)
-    return reasons, arrays
-
-
-def check_classifier(config: dict, layers: list[Layer], document: Document | None = None) -> None:
-    """Refuse a model that cannot be trained as a classifier of its data set: softmax before the
-    last layer, an output that is a volume, or a class count or image size that differs from a
-    built-in data set's. (A model without a final softmax is fine: its outputs are logits.)"""
-    document = document or Document(data=config)
-    last = len(layers) - 1
-    for index, layer in enumerate(layers[:-1]):
-        if layer.gives_probabilities:
-            raise document.error(("layers", index, "type"), f"{layer.type} may only be the last layer (training "
-                                 f"fuses it with the loss); remove it or move it to the end", kind=ShapeError)
-    output = layers[-1].output_shape
-    if len(output) != 1:
-        raise document.error(("layers", last), f"the model ends in a volume {shape_text(output)}; a classifier "
-                             f"ends in a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
-    dataset = DATASETS[config["data"]["dataset"]]
-    if config["data"].get("classes"):
-        try:
-            class_names(config["data"], output[0])
-        except DataError as error:
-            raise document.error(("data", "classes"), error.message, kind=ShapeError) from None
-    if dataset.name == "folder" and config["input"][2] not in (1, 3):
-        raise document.error(("input",), f"images are read as grey (n_C = 1) or RGB (n_C = 3), not "
-                                         f"{config['input'][2]} channels", kind=ShapeError)
-    if dataset.image_shape and tuple(config["input"]) != dataset.image_shape:
-        raise document.error(("input",), f"the {dataset.name} data set's images are "
-                             f"{shape_text(dataset.image_shape)}, not {shape_text(config['input'])}", kind=ShapeError)
-    if dataset.n_classes and dataset.n_classes != output[0]:
-        index = next((i for i in range(last, -1, -1) if "units" in layers[i].config), last)
-        path = ("layers", index, "units") if "units" in layers[index].config else ("layers", index)
-        raise document.error(path, f"the model has {output[0]} outputs but the {dataset.name} data set has "
-                             f"{dataset.n_classes} classes", kind=ShapeError)
-
-
-def check_memory(config: dict, layers: list[Layer], document: Document | None = None) -> None:
-    """Refuse, before allocating anything, a model whose training would need more than
-    ``training.max_memory``: the message gives the estimate and the layer that dominates it."""
-    limit = parse_size(config["training"]["max_memory"])
-    estimates = training_memory(config, layers)
-    total = sum(size for size, _ in estimates)
-    if total <= limit:
-        return
-    document = document or Document(data=config)
-    index = max(range(len(estimates)), key=lambda i: estimates[i][0])
-    size, what = estimates[index]
-    path = ("layers", index) if index < len(layers) else ("data",)
-    where = f"its {what}" if index < len(layers) else what
-    raise document.error(path, f"training would need about {format_bytes(total)} at batch_size "
-                               f"{config['training']['batch_size']}, over training.max_memory "
-                               f"({format_bytes(limit)}); the largest part, {format_bytes(size)}, is {where}. "
-                               f"Use a smaller batch_size or layer, or raise training.max_memory")
-
-
-def initializer(layers: list[Layer], graph: Graph, index: int) -> str:
-    """"he" when the layer's output reaches a ReLU-like activation before any other weights — its
-    own, or an ``activation`` or ``add`` layer that reads it (through pooling, dropout, batchnorm and
-    the like) —; else "glorot"."""
-
-    def reaches_relu(activation: str, at: int) -> bool:
-        if activation not in ("", "linear"):
-            return activation in RELU_LIKE
-        return any(reaches_relu(layers[reader].activation, reader) for reader in graph.readers[at]
-                   if layers[reader].transparent_to_init)
-
-    return "he" if reaches_relu(layers[index].activation, index) else "glorot"
 
 
 class Model:

@@ -33,7 +33,7 @@ def init(file: str | os.PathLike, *, from_model: str | None = None, dataset: str
     conv net for ``dataset`` (``data_path`` for the data sets read from files; ``skip_bad``: a folder's
     unreadable images are left out, here and in training) — and the schema beside it (or at
     ``schema``). Returns the files written."""
-    from yamlnet.model import plan
+    from yamlnet.plan import plan
 
     file = Path(file)
     if file.suffix not in (".yaml", ".yml"):

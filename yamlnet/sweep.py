@@ -27,7 +27,7 @@ from yamlnet.config import load_document, resolve
 from yamlnet.config.schema import SWEEP_SCHEMA, check, fill_defaults
 from yamlnet.errors import ConfigError, Interrupted, YamlnetError
 from yamlnet.metrics import best_value, direction
-from yamlnet.model import plan
+from yamlnet.plan import plan
 from yamlnet.runs import SUMMARY, read_metrics
 from yamlnet.signals import STOP_SIGNALS, StopRequest, deferred
 

@@ -22,7 +22,8 @@ from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
-from yamlnet.model import Model, check_classifier, check_init_weights, load_model
+from yamlnet.model import Model, load_model
+from yamlnet.plan import check_classifier, check_init_weights
 from yamlnet.metrics import direction
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic

@@ -64,7 +64,7 @@ class WorkerWarning(YamlnetWarning):
 
 
 # -- shared memory ---------------------------------------------------------------------------
-def layout(model: "yamlnet.model.Model", n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
+def layout(model, n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
     """The named arrays (name, shape, dtype) a group of ``n_shards`` workers shares, each shard holding
     up to ``capacity`` samples."""
     dtype = model.dtype.str
@@ -84,7 +84,7 @@ def layout(model: "yamlnet.model.Model", n_shards: int, capacity: int) -> list[t
     return arrays
 
 
-def dropout_layers(model: "yamlnet.model.Model") -> list[int]:
+def dropout_layers(model) -> list[int]:
     """The layers whose training forward draws random numbers (made by the model for the whole batch)."""
     return [index for index, layer in enumerate(model.layers) if layer.draws_noise]
 
@@ -179,7 +179,7 @@ class ShardWorkers:
     """``n_shards`` worker processes for ``model``'s shards, each holding up to ``capacity`` samples
     (their buffers are fixed when they start), each with BLAS on ``blas_threads`` threads."""
 
-    def __init__(self, model: "yamlnet.model.Model", n_shards: int, capacity: int, blas_threads: int = 1):
+    def __init__(self, model, n_shards: int, capacity: int, blas_threads: int = 1):
         self.n_shards, self.capacity = n_shards, capacity
         self.owner = os.getpid()  # a process forked from the owner starts workers of its own
         self.processes: list[subprocess.Popen] = []
@@ -237,7 +237,7 @@ class ShardWorkers:
     def close(self) -> None:
         self._finalizer()
 
-    def run(self, model: "yamlnet.model.Model", x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
+    def run(self, model, x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
             noise: dict[int, np.ndarray]) -> list:
         """One batch, cut at ``bounds`` (at most ``n_shards`` shards, each at most ``capacity``): with
         labels y a training step — every shard's (loss, probs), the model's grads and batchnorm state

@@ -15,7 +15,7 @@ import yamlnet
 from yamlnet.config import resolve
 from yamlnet.errors import ConfigError, ShapeError, YamlnetError
 from yamlnet.layers import LAYERS
-from yamlnet.model import plan
+from yamlnet.plan import plan
 from yamlnet.summary import summarize
 
 # The same examples on every run, so that CI is repeatable; YAMLNET_EXAMPLES=5000 YAMLNET_RANDOM=1 explores further.

@@ -9,7 +9,7 @@ from yamlnet.data.digits import load_digits
 from yamlnet.data.mnist import read_idx
 from yamlnet.data.shapes import generate
 from yamlnet.errors import DataError
-from yamlnet.model import make_layers
+from yamlnet.plan import make_layers
 
 
 def load(config):

@@ -144,7 +144,7 @@ def test_init_for_a_folder_reads_its_size_and_classes(tmp_path):
 
 
 def test_the_memory_estimate_counts_the_decoded_images(tmp_path):
-    from yamlnet.model import make_layers
+    from yamlnet.plan import make_layers
     from yamlnet.memory import training_memory
     root = make_folder(tmp_path / "images", (4, 5, 6))
     config = config_for(root)

@@ -57,7 +57,7 @@ def test_every_registered_type_answers_what_every_command_asks(type_name, tmp_pa
     import yamlnet
     from yamlnet.draw import graph_nodes, mermaid, stages
     from yamlnet.memory import training_memory
-    from yamlnet.model import plan
+    from yamlnet.plan import plan
     from yamlnet.summary import render
 
     config, layers = plan(model_around(type_name))

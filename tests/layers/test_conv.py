@@ -90,7 +90,7 @@ def test_course_notes_ten_3x3x3_filters_have_280_parameters():
     assert layer.param_count() == 280
     assert layer.params["W"].shape == (3, 3, 3, 10) and layer.params["b"].shape == (10,)
     from yamlnet.config import load_config
-    from yamlnet.model import make_layers
+    from yamlnet.plan import make_layers
     config = load_config({"input": [1000, 1000, 3], "layers": [{"type": "conv2d", "filters": 10, "size": 3}]})
     assert make_layers(config)[0].param_count() == 280  # whatever the image size
 
