@@ -11,9 +11,12 @@ import select
 import signal
 import threading
 
-from yamlnet import workers
-from yamlnet.graph import run_forward
-from yamlnet.model import Model
+import numpy as np
+
+from yamlnet import kernels, workers
+from yamlnet.execution import Execution, logits_index, mark_input_grads
+from yamlnet.graph import Graph
+from yamlnet.plan import make_layers
 
 
 def main(memory: int, down: int, up: int, ignored: list[int]) -> None:
@@ -25,7 +28,7 @@ def main(memory: int, down: int, up: int, ignored: list[int]) -> None:
         message = workers.read_message(down)
         arrays = workers.map_arrays(memory, message["layout"])
         os.close(memory)  # the mapping stays
-        _serve(Model(message["config"]), message["shard"], arrays, down, up)
+        _serve(message["config"], message["shard"], arrays, down, up)
     except (workers.WorkerError, BrokenPipeError):  # the model's side went away: nothing to say
         pass
     os._exit(0)
@@ -72,28 +75,36 @@ class _PipeReducer:
         return total
 
 
-def _serve(model: Model, shard: int, arrays: dict, down: int, up: int) -> None:
+def _serve(config: dict, shard: int, arrays: dict, down: int, up: int) -> None:
+    """The worker's loop: the layers of ``config`` (their weights, gradients and batchnorm state the shared
+    arrays themselves), run on this shard of each batch the model hands out."""
+    kernels.keep_freed_memory()
+    layers = make_layers(config)
+    graph = Graph.of(layers)
+    for layer in layers:  # (the weights are the model's, in shared memory: any start will do)
+        layer.build(layer.input_shape, np.random.default_rng(0), np.dtype(config["training"]["dtype"]))
+    mark_input_grads(layers, graph)
+    execution = Execution(graph, logits_index(layers, graph))
     # the weights and batchnorm's state as the model wrote them, this shard's gradients where the model reads
     # them: the layers work on the shared arrays themselves (only shard 0 updates the state)
-    workers.Flat(model.layers, "params", arrays["weights"]).bind()
-    workers.Flat(model.layers, "state", arrays["state"]).bind()
-    workers.Flat(model.layers, "grads", arrays[f"{shard}/grads"]).bind()
+    workers.Flat(layers, "params", arrays["weights"]).bind()
+    workers.Flat(layers, "state", arrays["state"]).bind()
+    workers.Flat(layers, "grads", arrays[f"{shard}/grads"]).bind()
     reducer = _PipeReducer(arrays["parts"], arrays["counts"], down, up)
-    for layer in model.layers:
+    for layer in layers:
         if layer.needs_whole_batch:
             layer.reducer, layer.shard = reducer, shard
-    dropouts = workers.dropout_layers(model)
+    noisy = [index for index, layer in enumerate(layers) if layer.draws_noise]
     workers.write_byte(up, workers.READY)
     while (command := os.read(down, 1)) in (workers.TRAIN, workers.INFER):  # else end-of-file: the model is gone
         n, batch_size = int(arrays["counts"][2 + shard]), int(arrays["counts"][1])
         x = arrays[f"{shard}/x"][:n]
         if command == workers.TRAIN:
-            for index in dropouts:
-                model.layers[index].noise = arrays[f"{shard}/noise/{index}"][:n]
+            for index in noisy:
+                layers[index].noise = arrays[f"{shard}/noise/{index}"][:n]
             reducer.calls = 0
-            loss, arrays[f"{shard}/probs"][:n] = model.shard_train_step(
-                model.execution(True), x, arrays[f"{shard}/y"][:n], batch_size)
+            loss, arrays[f"{shard}/probs"][:n] = execution.train_step(layers, x, arrays[f"{shard}/y"][:n], batch_size)
             arrays[f"{shard}/loss"][0] = loss
         else:
-            arrays[f"{shard}/out"][:n] = run_forward(model.execution(False), model.graph, x, training=False)
+            arrays[f"{shard}/out"][:n] = execution.forward(layers, x, training=False)
         workers.write_byte(up, workers.DONE)

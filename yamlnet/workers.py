@@ -64,29 +64,29 @@ class WorkerWarning(YamlnetWarning):
 
 
 # -- shared memory ---------------------------------------------------------------------------
-def layout(model, n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
-    """The named arrays (name, shape, dtype) a group of ``n_shards`` workers shares, each shard holding
-    up to ``capacity`` samples."""
-    dtype = model.dtype.str
-    sizes = {kind: sum(value.size for layer in model.layers for value in getattr(layer, kind).values())
+def layout(net, n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
+    """The named arrays (name, shape, dtype) a group of ``n_shards`` workers of the network ``net``
+    (``yamlnet.shards.Shards``: its layers, config and shapes) shares, each shard up to ``capacity`` samples."""
+    dtype = net.dtype.str
+    sizes = {kind: sum(value.size for layer in net.layers for value in getattr(layer, kind).values())
              for kind in ("params", "state")}
-    width = max([layer.reduction_size for layer in model.layers if layer.needs_whole_batch], default=1)
+    width = max([layer.reduction_size for layer in net.layers if layer.needs_whole_batch], default=1)
     arrays = [("weights", (sizes["params"],), dtype), ("state", (sizes["state"],), dtype),
               ("counts", (n_shards + 2,), "<i8"),  # the shards in this call, the batch size, each shard's samples
               ("parts", (2, n_shards, width), dtype)]  # batchnorm's partial sums, two rounds
     for shard in range(n_shards):
-        arrays += [(f"{shard}/x", (capacity, *model.input_shape), dtype), (f"{shard}/y", (capacity,), "<i8"),
+        arrays += [(f"{shard}/x", (capacity, *net.input_shape), dtype), (f"{shard}/y", (capacity,), "<i8"),
                    (f"{shard}/grads", (sizes["params"],), dtype), (f"{shard}/loss", (1,), "<f8"),
-                   (f"{shard}/probs", (capacity, *model.layers[model.logits_at].output_shape), dtype),
-                   (f"{shard}/out", (capacity, *model.output_shape), dtype)]
-        arrays += [(f"{shard}/noise/{index}", (capacity, *model.layers[index].input_shape), dtype)
-                   for index in dropout_layers(model)]
+                   (f"{shard}/probs", (capacity, *net.layers[net.logits_at].output_shape), dtype),
+                   (f"{shard}/out", (capacity, *net.output_shape), dtype)]
+        arrays += [(f"{shard}/noise/{index}", (capacity, *net.layers[index].input_shape), dtype)
+                   for index in dropout_layers(net)]
     return arrays
 
 
-def dropout_layers(model) -> list[int]:
+def dropout_layers(net) -> list[int]:
     """The layers whose training forward draws random numbers (made by the model for the whole batch)."""
-    return [index for index, layer in enumerate(model.layers) if layer.draws_noise]
+    return [index for index, layer in enumerate(net.layers) if layer.draws_noise]
 
 
 def map_arrays(fd: int, spec: list) -> dict[str, np.ndarray]:
@@ -176,10 +176,11 @@ def read_message(fd: int) -> dict:
 
 # -- the caller's side -----------------------------------------------------------------------
 class ShardWorkers:
-    """``n_shards`` worker processes for ``model``'s shards, each holding up to ``capacity`` samples
-    (their buffers are fixed when they start), each with BLAS on ``blas_threads`` threads."""
+    """``n_shards`` worker processes for the shards of ``net`` (``yamlnet.shards.Shards``: a network's
+    layers, config and shapes), each holding up to ``capacity`` samples (their buffers are fixed when
+    they start), each with BLAS on ``blas_threads`` threads."""
 
-    def __init__(self, model, n_shards: int, capacity: int, blas_threads: int = 1):
+    def __init__(self, net, n_shards: int, capacity: int, blas_threads: int = 1):
         self.n_shards, self.capacity = n_shards, capacity
         self.owner = os.getpid()  # a process forked from the owner starts workers of its own
         self.processes: list[subprocess.Popen] = []
@@ -188,17 +189,17 @@ class ShardWorkers:
         self._fds: list[int] = []  # every descriptor the group holds
         self._finalizer = weakref.finalize(self, _end, self.owner, self.processes, self._fds)
         try:
-            spec = layout(model, n_shards, capacity)
+            spec = layout(net, n_shards, capacity)
             with signals.deferred():
                 memory = os.memfd_create("yamlnet-shards")
                 self._fds.append(memory)
             self.arrays = map_arrays(memory, spec)
-            self.weights = Flat(model.layers, "params", self.arrays["weights"])
-            self.state = Flat(model.layers, "state", self.arrays["state"])
-            self.dropouts = dropout_layers(model)
+            self.weights = Flat(net.layers, "params", self.arrays["weights"])
+            self.state = Flat(net.layers, "state", self.arrays["state"])
+            self.dropouts = dropout_layers(net)
             for shard in range(n_shards):
                 self._start(shard, memory, blas_threads)
-                write_message(self.down[shard], {"config": model.config, "shard": shard, "layout": spec})
+                write_message(self.down[shard], {"config": net.config, "shard": shard, "layout": spec})
             for fd in self.up:
                 if read_byte(fd) != READY:
                     raise WorkerError("a shard's worker is out of step at its start")
@@ -237,21 +238,21 @@ class ShardWorkers:
     def close(self) -> None:
         self._finalizer()
 
-    def run(self, model, x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
+    def run(self, net, x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
             noise: dict[int, np.ndarray]) -> list:
         """One batch, cut at ``bounds`` (at most ``n_shards`` shards, each at most ``capacity``): with
         labels y a training step — every shard's (loss, probs), the model's grads and batchnorm state
         the whole batch's —, without them inference — every shard's outputs. ``noise``: dropout's
         draws for the whole batch. On any error (an interrupt included) the group is ended."""
         try:
-            self._hand_out(model, x, y, bounds, noise)
+            self._hand_out(net, x, y, bounds, noise)
             self._meet(len(bounds))
-            return self._collect(model, y is not None, bounds)
+            return self._collect(net, y is not None, bounds)
         except BaseException:
             self.close()
             raise
 
-    def _hand_out(self, model, x, y, bounds, noise) -> None:
+    def _hand_out(self, net, x, y, bounds, noise) -> None:
         arrays = self.arrays
         self.weights.store()
         self.state.store()
@@ -278,13 +279,13 @@ class ShardWorkers:
             for shard in range(active):
                 write_byte(self.down[shard], BARRIER)
 
-    def _collect(self, model, training: bool, bounds) -> list:
+    def _collect(self, net, training: bool, bounds) -> list:
         """The shards' results; in training their gradients added in shard order (the sums the
         threads make) and shard 0's batchnorm state (the one that updates it)."""
         arrays = self.arrays
         if not training:
             return [arrays[f"{shard}/out"][:stop - start].copy() for shard, (start, stop) in enumerate(bounds)]
-        grads = [Flat(model.layers, "grads", arrays[f"{shard}/grads"]).parts() for shard in range(len(bounds))]
+        grads = [Flat(net.layers, "grads", arrays[f"{shard}/grads"]).parts() for shard in range(len(bounds))]
         for (grad, part), *others in zip(*grads):
             grad[...] = part.reshape(grad.shape)
             for _, other in others:

@@ -124,10 +124,10 @@ def test_a_conv_read_by_another_layer_too_is_not_fused():
 def test_a_model_trains_the_same_fused_or_not(dtype, shards, monkeypatch):
     """Training steps, the file's layers and parameter names: the same with and without the pass,
     on whole batches and in shards (each shard's copies of the layers fused on their own)."""
-    from yamlnet import model as model_module
-    from yamlnet import parallel
+    from yamlnet import execution, parallel, workers
 
     monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
+    monkeypatch.setattr(workers, "ENABLED", False)  # shards on threads, where the pass can be turned off
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((40, 12, 12, 1)).astype(dtype)
@@ -136,7 +136,7 @@ def test_a_model_trains_the_same_fused_or_not(dtype, shards, monkeypatch):
     results = []
     for fusing in (True, False):
         if not fusing:
-            monkeypatch.setattr(model_module, "fuse", lambda layers, graph: list(layers))
+            monkeypatch.setattr(execution, "fuse", lambda layers, graph: list(layers))
         model = yamlnet.build_model(config)
         assert isinstance(model.execution(training=True)[0], ConvMaxPool) is fusing
         losses = []

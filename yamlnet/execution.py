@@ -1,0 +1,84 @@
+"""Execution: the lists of layers a model runs, and one training step through them.
+
+A model's layers are what its file says; what runs may differ without changing a single number
+that matters: a conv and the 2 × 2 max-pool it feeds run as one layer (``yamlnet.layers.fused``),
+and at inference a batchnorm that alone reads a linear conv or dense layer is folded into a copy
+of it. ``Execution`` builds those lists once per list of layers (a model's own, or a shard's copies)
+and refreshes the folded weights at every call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yamlnet.graph import INPUT, Graph, run_backward, run_forward
+from yamlnet.layers import Layer
+from yamlnet.layers.fused import PassThrough, fuse
+from yamlnet.losses import softmax_cross_entropy
+
+
+def mark_input_grads(layers: list[Layer], graph: Graph) -> None:
+    """d loss / d input is needed only where something trainable lies upstream (not for the first conv)."""
+    trainable_upstream = {INPUT: False}
+    for index, layer in enumerate(layers):
+        layer.needs_input_grad = any(trainable_upstream[source] for source in graph.sources[index])
+        trainable_upstream[index] = bool(layer.params) or layer.needs_input_grad
+
+
+def logits_index(layers: list[Layer], graph: Graph) -> int:
+    """The layer whose outputs the loss takes as logits: a final softmax's input (training fuses the
+    softmax with cross-entropy), else the last layer."""
+    return graph.sources[-1][0] if layers[-1].gives_probabilities else len(layers) - 1
+
+
+class Execution:
+    """How a model's ``graph`` of layers runs: its lists (``lists``), forward, and a training step."""
+
+    def __init__(self, graph: Graph, logits_at: int):
+        self.graph, self.logits_at = graph, logits_at
+        self._lists: dict[tuple[int, bool], tuple[list[Layer], list]] = {}
+
+    def lists(self, layers: list[Layer], training: bool) -> list[Layer]:
+        """``layers`` as they run: conv + max-pool pairs fused and, at inference, batchnorms folded
+        (``_fold``). Built once per list; ``layers`` itself, the weights and the file stay as they are."""
+        key = (id(layers), training)
+        if key not in self._lists:  # inference shares training's fused layers (and their buffers)
+            self._lists[key] = (fuse(layers, self.graph), []) if training else self._fold(self.lists(layers, True))
+        run, folds = self._lists[key]
+        for original, norm, twin in folds:  # the weights change between calls: fold them afresh
+            scale, shift = norm.scale_and_shift()
+            np.multiply(original.params["W"], scale, out=twin.params["W"])
+            np.multiply(original.params["b"], scale, out=twin.params["b"])
+            twin.params["b"] += shift
+        return run
+
+    def _fold(self, layers: list[Layer]) -> tuple[list[Layer], list]:
+        """``layers`` for inference, each ``folds_into_linear`` layer (batchnorm) that alone reads a
+        ``takes_folded_batchnorm`` one without an activation (a linear conv or dense layer) folded into a
+        copy of it: W ← W · a, b ← b · a + c with a, c the batchnorm's per-channel scale and shift (its
+        running statistics), as serving engines do; and the (layer, batchnorm, copy) triples."""
+        folded, folds = list(layers), []
+        for index, layer in enumerate(layers):
+            source = self.graph.sources[index]
+            if (layer.folds_into_linear and len(source) == 1 and source[0] != INPUT
+                    and layers[source[0]].takes_folded_batchnorm
+                    and layers[source[0]].activation == "linear" and self.graph.readers[source[0]] == (index,)):
+                twin = layers[source[0]].replica()
+                twin.params = {key: value.copy() for key, value in twin.params.items()}
+                folded[source[0]], folded[index] = twin, PassThrough(layer, "folded")
+                folds.append((layers[source[0]], layer, twin))
+        return folded, folds
+
+    def forward(self, layers: list[Layer], x: np.ndarray, training: bool) -> np.ndarray:
+        """The last layer's output for x (N, n_H, n_W, n_C), already normalized."""
+        return run_forward(self.lists(layers, training), self.graph, x, training)
+
+    def train_step(self, layers: list[Layer], x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
+        """Forward, fused softmax cross-entropy and backward of x (n, …) — a whole batch, or one shard
+        of a batch of ``batch_size`` — with labels y (n,), filling ``layers``' grads with its part of the
+        batch mean's; returns (its part of the loss, probabilities (n, n_classes))."""
+        run = self.lists(layers, True)
+        logits = run_forward(run, self.graph, x, training=True, until=self.logits_at)
+        loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
+        run_backward(run, self.graph, grad, self.logits_at)
+        return loss, probs
