@@ -5,12 +5,11 @@ one path for chains and graphs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from yamlnet import kernels
+from yamlnet import checkpoint, kernels
 from yamlnet.config import Document, resolve
 from yamlnet.errors import DataError
 from yamlnet.execution import Execution, logits_index, mark_input_grads
@@ -21,9 +20,6 @@ from yamlnet.npzio import read_npz, write_npz_atomic
 from yamlnet.plan import check_memory, initializer, make_layers
 from yamlnet.shards import Shards
 from yamlnet.summary import render
-
-FORMAT = "yamlnet-model-1"
-
 
 class Model:
     """A built network.
@@ -167,52 +163,17 @@ class Model:
         return sum(layer.param_count() for layer in self.layers)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """What ``save`` writes: the weights under ``params/``, the state under ``state/``, the
-        normalization, and the resolved config as JSON."""
-        arrays = {f"params/{key}": value for key, value in self.parameters().items()}
-        arrays.update({f"state/{key}": value for key, value in self.states().items()})
-        if self.normalization is not None:
-            arrays["normalization/shift"], arrays["normalization/scale"] = self.normalization
-        arrays["__classes__"] = np.array(self.classes, dtype=str)
-        arrays["__config__"] = np.array(json.dumps(self.config))
-        arrays["__format__"] = np.array(FORMAT)
-        return arrays
+        """What ``save`` writes (``yamlnet.checkpoint``): weights, state, normalization, class names, config."""
+        return checkpoint.model_arrays(self)
 
     def save(self, path: str | Path) -> None:
         """One ``.npz`` with the weights, the normalization and the resolved config, written atomically."""
         write_npz_atomic(path, self.arrays())
 
     def load_weights(self, arrays: dict[str, np.ndarray], file: str | None = None) -> None:
-        """Copy ``params/layer/key`` and ``state/layer/key`` arrays in, checking that each exists and
-        has its layer's shape, and that nothing else is there."""
-        for prefix, expected, what in (("params/", self.parameters(), "weights"), ("state/", self.states(), "state")):
-            for key, param in expected.items():
-                stored = arrays.get(prefix + key)
-                if stored is None:
-                    raise DataError(f"has no {what} for {key}; was it saved from another model?", file=file)
-                if stored.shape != param.shape:
-                    raise DataError(f"{key} has shape {stored.shape} but layer {key.split('/')[0]} expects "
-                                    f"{param.shape}", file=file)
-                if not np.issubdtype(stored.dtype, np.floating):
-                    raise DataError(f"{key} has dtype {stored.dtype}; {what} are floating point", file=file)
-                param[...] = stored
-            extra = sorted(key[len(prefix):] for key in arrays if key.startswith(prefix)
-                           and key[len(prefix):] not in expected)
-            if extra:
-                raise DataError(f"holds {what} the model does not have: {', '.join(extra)}", file=file)
-        if "__classes__" in arrays:
-            classes = arrays["__classes__"]
-            if classes.dtype.kind != "U" or classes.shape != (len(self.classes),):
-                raise DataError(f"class names must be {len(self.classes)} strings, got {classes.dtype} "
-                                f"{classes.shape}", file=file)
-            self.classes = [str(name) for name in classes]
-        if "normalization/shift" in arrays:
-            shift, scale = arrays["normalization/shift"], arrays.get("normalization/scale")
-            expected_shape = (self.input_shape[-1],)
-            if scale is None or shift.shape != expected_shape or scale.shape != expected_shape or not (
-                    np.issubdtype(shift.dtype, np.floating) and np.issubdtype(scale.dtype, np.floating)):
-                raise DataError(f"normalization arrays must both be {expected_shape} floats", file=file)
-            self.normalization = (shift.astype(self.dtype), scale.astype(self.dtype))
+        """Copy the weights and state of ``arrays`` (as ``save`` writes them) in, each checked against its
+        layer's shape; and the class names and normalization they hold."""
+        checkpoint.load_into(self, arrays, file)
 
 
 def build_model(source, overrides=()) -> Model:
@@ -221,19 +182,10 @@ def build_model(source, overrides=()) -> Model:
     return Model(config, document)
 
 
-def config_from_arrays(arrays: dict[str, np.ndarray], file: str | None = None) -> dict:
-    if "__config__" not in arrays or arrays["__config__"].dtype.kind != "U":
-        raise DataError("is not a yamlnet model or checkpoint (it holds no config)", file=file)
-    try:
-        return json.loads(str(arrays["__config__"]))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"holds a config that is not valid JSON: {exc}", file=file) from None
-
-
 def load_model(path: str | Path) -> Model:
     """A ``Model`` from ``Model.save`` (or a run's checkpoint), read with ``allow_pickle=False``."""
     arrays = read_npz(path, "model file")
-    config, document = resolve(config_from_arrays(arrays, str(path)))
+    config, document = resolve(checkpoint.config_from_arrays(arrays, str(path)))
     document.file = f"{path} (its config)"
     model = Model(config, document)
     model.load_weights(arrays, str(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from yamlnet import checkpoint
 from yamlnet.config import Document, resolve
 from yamlnet.config.schema import suggest
 from yamlnet.data import DATASETS, class_names
@@ -139,7 +140,8 @@ def check_init_weights(config: dict, layers: list[Layer],
         shapes = {**layer.param_shapes(), **state}
         if not shapes:
             continue
-        stored = {key: arrays.get(f"{'state' if key in state else 'params'}/{layer.name}/{key}") for key in shapes}
+        stored = {key: arrays.get(checkpoint.layer_key("state" if key in state else "params", layer.name, key))
+                  for key in shapes}
         if wanted is not None and layer.name not in wanted:
             reasons[layer.name] = "not in init_layers"
         elif any(value is None for value in stored.values()):

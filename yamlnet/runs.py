@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yamlnet import checkpoint
 from yamlnet.config.loader import dump_yaml
 from yamlnet.errors import DataError
 from yamlnet.npzio import read_npz, write_npz_atomic, write_text_atomic
@@ -126,16 +127,13 @@ def truncate_metrics(run_dir: Path, n_epochs: int) -> None:
 
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], state: dict) -> None:
-    write_npz_atomic(path, {**arrays, "__state__": np.array(json.dumps(state))})
+    """A checkpoint (``yamlnet.checkpoint``'s arrays and the loop state), written atomically."""
+    write_npz_atomic(path, checkpoint.with_loop_state(arrays, state))
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    arrays = read_npz(path, "checkpoint")
-    state = arrays.pop("__state__", None)
-    try:
-        return arrays, json.loads(str(state)) if state is not None else {}
-    except json.JSONDecodeError:
-        raise DataError("holds a loop state that is not valid JSON", file=str(path)) from None
+    """(arrays, loop state) of a checkpoint."""
+    return checkpoint.split_loop_state(read_npz(path, "checkpoint"), str(path))
 
 
 def model_file(path: str | os.PathLike) -> Path:

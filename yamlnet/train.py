@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yamlnet import parallel, runs
+from yamlnet import checkpoint, parallel, runs
 from yamlnet.config import Document, resolve
 from yamlnet.config.overrides import differences
 from yamlnet.data import load_data
@@ -193,20 +193,16 @@ class _Trainer:
         loaded = [name for name, why in reasons.items() if not why]
         for layer in self.model.layers:
             if layer.name in loaded:
-                for prefix, table in (("params/", layer.params), ("state/", layer.state)):
+                for table in (layer.params, layer.state):
                     for key, value in table.items():
-                        value[...] = arrays[f"{prefix}{layer.name}/{key}"]
+                        value[...] = checkpoint.layer_arrays(arrays, layer)[key]
         fresh = [f"{name} ({why})" for name, why in reasons.items() if why]
         self.reporter.message(f"init_weights {source}: loaded {', '.join(loaded) or 'no layer'}"
                               + (f"; fresh: {'; '.join(fresh)}" if fresh else ""))
 
     # -- checkpoints ---------------------------------------------------------------------
     def _checkpoint_arrays(self) -> dict[str, np.ndarray]:
-        arrays = self.model.arrays()
-        arrays.update({f"optim/{key}": value for key, value in self.optimizer.state.items()})
-        if self.state.batch:
-            arrays["loop/order"] = self.order
-        return arrays
+        return checkpoint.checkpoint_arrays(self.model, self.optimizer.state, self.order if self.state.batch else None)
 
     def _save_last(self) -> None:
         self.state.shuffle_rng = self.shuffle_rng.bit_generator.state
@@ -221,8 +217,7 @@ class _Trainer:
         runs.remove_stale_temporaries(self.run_dir)
         arrays, state = runs.read_checkpoint(path)
         self.model.load_weights(arrays, str(path))
-        self.optimizer.load_state({key[len("optim/"):]: value for key, value in arrays.items()
-                                   if key.startswith("optim/")}, str(path))
+        self.optimizer.load_state(checkpoint.optimizer_state(arrays), str(path))
         try:
             self.state = LoopState(**state)
             self.shuffle_rng.bit_generator.state = self.state.shuffle_rng
@@ -232,7 +227,7 @@ class _Trainer:
         except (TypeError, ValueError, KeyError):
             raise DataError("holds a loop state from another version of yamlnet or another program",
                             file=str(path)) from None
-        self.order = arrays.get("loop/order")
+        self.order = checkpoint.epoch_order(arrays)
         if self.state.batch and (self.order is None or len(self.order) != len(self.data.train)):
             raise DataError("holds a mid-epoch position that does not fit the data set", file=str(path))
         runs.truncate_metrics(self.run_dir, self.state.epoch)
