@@ -28,15 +28,19 @@ class Model:
     ``input_shape`` and ``output_shape``. Inputs are (N, n_H, n_W, n_C) in the model's dtype.
     """
 
-    def __init__(self, config: dict, document: Document | None = None):
+    def __init__(self, config: dict, document: Document | None = None, layers: list[Layer] | None = None):
+        """The network of a resolved ``config``, with fresh weights from ``training.seed``: of its planned
+        ``layers`` (``yamlnet.plan.checked_layers``), or of layers made here, refused over the memory limit."""
         kernels.keep_freed_memory()
         self.config = config
         self.name: str = config["name"]
         self.input_shape = tuple(config["input"])
         self.dtype = np.dtype(config["training"]["dtype"])
-        self.layers = make_layers(config, document)
+        if layers is None:
+            layers = make_layers(config, document)
+            check_memory(config, layers, document)
+        self.layers = layers
         self.graph = Graph.of(self.layers)
-        check_memory(config, self.layers, document)
         self.output_shape = self.layers[-1].output_shape
         self.rng = np.random.default_rng(config["training"]["seed"])  # weights, then dropout masks
         for index, layer in enumerate(self.layers):

@@ -103,12 +103,22 @@ def plan(source, overrides=(), *, memory_check: bool = False) -> tuple[dict, lis
     refusing whatever training would refuse that is known without reading a data file. With
     ``memory_check``, also refuse a model whose training would not fit ``training.max_memory``."""
     config, document = resolve(source, overrides)
+    return config, checked_layers(config, document, memory_check=memory_check)
+
+
+def checked_layers(config: dict, document: Document | None = None, *, memory_check: bool = True,
+                   init_weights: bool = True) -> list[Layer]:
+    """The layers of a resolved config through the one sequence of refusals that validate, summary,
+    sweep and train all go through, in this order: the layers and their shapes, a classifier of its
+    data set, the weights to load (not for a resumed run, which loads its own), and
+    (``memory_check``) the training-memory estimate."""
     layers = make_layers(config, document)
     check_classifier(config, layers, document)
-    check_init_weights(config, layers, document)
+    if init_weights:
+        check_init_weights(config, layers, document)
     if memory_check:
         check_memory(config, layers, document)
-    return config, layers
+    return layers
 
 
 def check_init_weights(config: dict, layers: list[Layer],

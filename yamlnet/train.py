@@ -23,7 +23,7 @@ from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.model import Model, load_model
-from yamlnet.plan import check_classifier, check_init_weights
+from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.metrics import direction
 from yamlnet.optim import OPTIMIZERS, learning_rate_at
 from yamlnet.npzio import write_text_atomic
@@ -135,9 +135,58 @@ def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
     return extended, document
 
 
+@dataclass
+class EarlyStopping:
+    """``training.early_stopping``: the metric watched (a validation metric falls back to the training one
+    where there is no validation part), how long it may fail to improve, by how much it must."""
+
+    metric: str
+    patience: int
+    min_delta: float
+
+    @classmethod
+    def of(cls, settings: dict, has_validation: bool) -> "EarlyStopping":
+        metric = settings["metric"]
+        metric = metric if has_validation or not metric.startswith("val_") else metric[4:]
+        return cls(metric, settings["patience"], settings["min_delta"])
+
+    def improved(self, state: LoopState, record: dict) -> bool:
+        """Whether the epoch of ``record`` is the best so far; ``state``'s best and bad epochs updated."""
+        value = record[self.metric]
+        if state.best is None or direction(self.metric) * (value - state.best) > self.min_delta:
+            state.best, state.best_epoch, state.bad_epochs = value, state.epoch, 0
+            return True
+        state.bad_epochs += 1
+        return False
+
+    def exhausted(self, state: LoopState) -> bool:
+        return bool(self.patience) and state.bad_epochs >= self.patience
+
+
 class _Trainer:
     def __init__(self, source, out, overrides, resume, reporter):
         self.reporter = reporter
+        config, document = self._config(source, overrides, resume)
+        self.config, self.training = config, config["training"]
+        # the one sequence of refusals (a resumed run loads its own weights, not training.init_weights)
+        self.model = Model(config, document, checked_layers(config, document, init_weights=resume is None))
+        self.data = self._load_data(document)
+        if resume is None:
+            self._load_initial_weights(document)
+        self.optimizer = self._optimizer()
+        self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
+        self.augment = Augmenter(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]))
+        self.n_batches = math.ceil(len(self.data.train) / self.training["batch_size"])
+        self.state, self.order = LoopState(), None
+        self.stopping = EarlyStopping.of(self.training["early_stopping"], len(self.data.val) > 0)
+        if resume is not None:
+            self._restore()
+        else:
+            self._start_run(source, out, overrides)
+        self.metrics = runs.read_metrics(self.run_dir)
+
+    def _config(self, source, overrides, resume) -> tuple[dict, Document]:
+        """The resolved config: the file's with its overrides, or the resumed run's (extended)."""
         if resume is not None:
             self.run_dir = Path(resume)
             config, document = _resumed_config(self.run_dir, overrides)
@@ -146,47 +195,40 @@ class _Trainer:
                 raise DataError("train needs a model file, or --resume with a run directory")
             config, document = resolve(source, overrides)
         config.pop("sweep", None)  # a run is one point of a sweep; config.yaml holds that point only
-        self.config, self.training = config, config["training"]
-        self.model = Model(config, document)
-        check_classifier(config, self.model.layers, document)
+        return config, document
+
+    def _load_data(self, document: Document):
+        """The data, split and normalized; the model takes its normalization and class names."""
         try:
-            self.data = load_data(config, self.model.output_shape[0], dtype=self.model.dtype)
+            data = load_data(self.config, self.model.output_shape[0], dtype=self.model.dtype)
         except DataError as error:
             message = f"{error.file}: {error.message}" if error.file else error.message
             raise document.error(error.config_key, message, kind=DataError) from None
-        self.model.normalization = (self.data.shift, self.data.scale)
-        self.model.classes = self.data.classes
-        if resume is None:
-            self._load_initial_weights(document)
-        frozen = set(self.training["freeze"])  # their weights get no updates and no optimizer state
-        self.optimizer = OPTIMIZERS[self.training["optimizer"]](
+        self.model.normalization = (data.shift, data.scale)
+        self.model.classes = data.classes
+        return data
+
+    def _optimizer(self):
+        """The optimizer of every parameter but those of ``training.freeze`` (no updates, no state)."""
+        frozen = set(self.training["freeze"])
+        return OPTIMIZERS[self.training["optimizer"]](
             {key: value for key, value in self.model.parameters().items() if key.split("/")[0] not in frozen},
             self.training)
-        self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
-        self.augment = Augmenter(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]))
-        self.n_batches = math.ceil(len(self.data.train) / self.training["batch_size"])
-        self.state = LoopState()
-        self.order: np.ndarray | None = None
-        stopping = self.training["early_stopping"]
-        has_val = len(self.data.val) > 0
-        metric = stopping["metric"]
-        self.metric = metric if has_val or not metric.startswith("val_") else metric[4:]
-        if resume is not None:
-            self.model.min_shard_macs = runs.read_info(self.run_dir).get("cut", {}).get("min_shard_macs")
-            self._restore()
-        else:
-            self.run_dir = runs.new_run_dir(config, out)
-            cut = {"shards": self.training["shards"], "min_shard_macs": parallel.MIN_SHARD_MACS,
-                   "batch": self.model.cut(min(self.training["batch_size"], len(self.data.train)))}
-            runs.write_config(self.run_dir, config, str(source) if not isinstance(source, dict) else None, overrides,
-                              cut)
-            self._save_last()  # from the start, a run directory always holds weights to resume from
-        self.metrics = runs.read_metrics(self.run_dir)
+
+    def _start_run(self, source, out, overrides) -> None:
+        """A new run directory: config.yaml, run.json (with the cut of its batches) and a first checkpoint,
+        so that from the start it always holds weights to resume from."""
+        self.run_dir = runs.new_run_dir(self.config, out)
+        cut = {"shards": self.training["shards"], "min_shard_macs": parallel.MIN_SHARD_MACS,
+               "batch": self.model.cut(min(self.training["batch_size"], len(self.data.train)))}
+        runs.write_config(self.run_dir, self.config, str(source) if not isinstance(source, dict) else None,
+                          overrides, cut)
+        self._save_last()
 
     def _load_initial_weights(self, document) -> None:
         """``training.init_weights``: copy the weights (and batchnorm state) of every layer that fits;
         say what was loaded and what was left fresh, and why."""
-        reasons, arrays = check_init_weights(self.config, self.model.layers, document)
+        reasons, arrays = check_init_weights(self.config, self.model.layers, document)  # (checked: now the arrays)
         if not reasons:
             return
         source = runs.model_file(self.training["init_weights"])
@@ -211,6 +253,9 @@ class _Trainer:
         runs.save_checkpoint(self.run_dir / runs.LAST, self._checkpoint_arrays(), vars(self.state))
 
     def _restore(self) -> None:
+        """The run as its last checkpoint left it: weights, optimizer, loop position, every random state,
+        and the cut of its batches (run.json)."""
+        self.model.min_shard_macs = runs.read_info(self.run_dir).get("cut", {}).get("min_shard_macs")
         path = self.run_dir / runs.LAST
         if not path.is_file():
             return  # stopped before the first checkpoint: start over in the same directory
@@ -239,7 +284,7 @@ class _Trainer:
             return self._result(interrupted=False, already_finished=True)
         # Overflow is caught as a non-finite loss (_train_batch), with a message better than NumPy's warnings.
         with StopRequest() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while self.state.epoch < self.training["epochs"] and not self._should_stop():
+            while self.state.epoch < self.training["epochs"] and not self._stops_early():
                 if stop.requested:  # (it came during the last epoch's validation: before this epoch draws its order)
                     return self._interrupt(stop)
                 learning_rate, started, seen_before = self._start_epoch()
@@ -305,27 +350,22 @@ class _Trainer:
         state.epoch += 1
         state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
         self.order = None
-        value = record[self.metric]
-        sign = direction(self.metric)
-        if state.best is None or sign * (value - state.best) > self.training["early_stopping"]["min_delta"]:
-            state.best, state.best_epoch, state.bad_epochs = value, state.epoch, 0
+        if self.stopping.improved(state, record):
             runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint_arrays(), {"epoch": state.epoch})
-        else:
-            state.bad_epochs += 1
         runs.append_metrics(self.run_dir, record)
         self.metrics.append(record)
         self._save_last()
         self.reporter.end_epoch(record, self.training["epochs"])
 
-    def _should_stop(self) -> bool:
-        patience = self.training["early_stopping"]["patience"]
-        if patience and self.state.bad_epochs >= patience:
-            self.reporter.message(f"early stopping: {self.metric} has not improved for {patience} epochs")
+    def _stops_early(self) -> bool:
+        if self.stopping.exhausted(self.state):
+            self.reporter.message(f"early stopping: {self.stopping.metric} has not improved for "
+                                  f"{self.stopping.patience} epochs")
             return True
         return False
 
     def _result(self, interrupted: bool, already_finished: bool = False) -> TrainResult:
-        return TrainResult(self.run_dir, list(self.metrics), self.state.best_epoch, self.metric,
+        return TrainResult(self.run_dir, list(self.metrics), self.state.best_epoch, self.stopping.metric,
                            self.state.best, interrupted, already_finished)
 
     def _write_summary(self, result: TrainResult) -> None:
