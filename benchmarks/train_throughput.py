@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # the PyTorch twin of a model, which the reference tests use too
 
 import yamlnet  # noqa: E402
 from yamlnet.plan import plan  # noqa: E402

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(1, str(Path(__file__).parent.parent / "benchmarks"))  # torch_twin, for the reference tests
 
 import yamlnet  # noqa: E402
 from gradcheck import numerical_gradient, rel_error  # noqa: E402

@@ -14,7 +14,7 @@ from conftest import reference_module
 torch = reference_module("torch")
 from torch import nn  # noqa: E402
 from graphs import random_graphs  # noqa: E402
-from torch_twin import TorchGraph  # noqa: E402  (benchmarks/torch_twin.py)
+from torch_twin import TorchGraph  # noqa: E402  (tests/torch_twin.py)
 
 
 layer = st.one_of(

@@ -252,9 +252,11 @@ def test_workers_reaped_by_someone_else_close_quietly(monkeypatch):
     previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         model, *_ = first_step(monkeypatch)
+        pids = model.worker_pids
         model.close_workers()
     finally:
         signal.signal(signal.SIGCHLD, previous)
+    assert pids and not model.worker_pids and not any(pid in children() for pid in pids)
 
 
 def test_models_in_threads_use_workers_and_give_what_they_give_alone(monkeypatch):
