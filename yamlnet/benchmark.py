@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-from yamlnet.graph import run_backward, run_forward
 from yamlnet.layers.fused import ConvMaxPool, PassThrough
 from yamlnet.losses import softmax_cross_entropy
 from yamlnet.model import Model
@@ -51,17 +50,17 @@ def time_layers(model: Model, batch_size: int = 64, iterations: int = 20, warmup
     rows = [model.graph.sources[index][0] if isinstance(layer, PassThrough) else index
             for index, layer in enumerate(layers)]
     timed = [_Timed(layer, times, row) for layer, row in zip(layers, rows)]
+
+    def loss(out, labels, n):  # timed as the softmax's (fused) or the last layer's
+        started = time.perf_counter()
+        result = softmax_cross_entropy(out, labels, n) if softmax_in_loss else (0.0, np.ones_like(out) / out.size, None)
+        times[0, -1 if softmax_in_loss else last] += time.perf_counter() - started
+        return result
+
     for step in range(warmup + iterations):
         if step == warmup:
             times[...] = 0
-        out = run_forward(timed, model.graph, x, training=True, until=last)
-        started = time.perf_counter()
-        if softmax_in_loss:
-            _, grad, _ = softmax_cross_entropy(out, y)
-        else:
-            grad = np.ones_like(out) / out.size
-        times[0, -1 if softmax_in_loss else last] += time.perf_counter() - started
-        run_backward(timed, model.graph, grad, last)
+        model.executor.step(timed, x, y, batch_size, loss)
     forward, backward = times / iterations * 1e3
     total = float(forward.sum() + backward.sum())
     return {

@@ -77,8 +77,12 @@ class Execution:
         """Forward, fused softmax cross-entropy and backward of x (n, …) — a whole batch, or one shard
         of a batch of ``batch_size`` — with labels y (n,), filling ``layers``' grads with its part of the
         batch mean's; returns (its part of the loss, probabilities (n, n_classes))."""
-        run = self.lists(layers, True)
+        return self.step(self.lists(layers, True), x, y, batch_size)
+
+    def step(self, run: list[Layer], x: np.ndarray, y: np.ndarray, batch_size: int, loss=softmax_cross_entropy):
+        """The one forward → loss → backward of yamlnet, over an execution list ``run``: ``loss(logits,
+        y, batch_size)`` gives (loss, d loss / d logits, probabilities), and that is returned but the gradient."""
         logits = run_forward(run, self.graph, x, training=True, until=self.logits_at)
-        loss, grad, probs = softmax_cross_entropy(logits, y, batch_size)
+        value, grad, probs = loss(logits, y, batch_size)
         run_backward(run, self.graph, grad, self.logits_at)
-        return loss, probs
+        return value, probs

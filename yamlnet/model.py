@@ -48,8 +48,9 @@ class Model:
         mark_input_grads(self.layers, self.graph)
         #: the layer whose outputs the loss takes as logits (a final softmax's input: fused with the loss)
         self.logits_at = logits_index(self.layers, self.graph)
-        self._execution = Execution(self.graph, self.logits_at)
-        self._shards = Shards(self.layers, self._execution, config)
+        #: how the layers run (``yamlnet.execution``): fused pairs, folded batchnorms, the training step
+        self.executor = Execution(self.graph, self.logits_at)
+        self._shards = Shards(self.layers, self.executor, config)
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale (``normalize``)
         #: before the layers see them; training sets them from its data, save and load keep them with
         #: the weights. None: a model built, not trained — it knows no normalization.
@@ -66,7 +67,7 @@ class Model:
 
     def execution(self, training: bool) -> list[Layer]:
         """The model's layers as they run (``yamlnet.execution``: fused pairs, folded batchnorms)."""
-        return self._execution.lists(self.layers, training)
+        return self.executor.lists(self.layers, training)
 
     # -- shards (``yamlnet.shards``) -------------------------------------------------------------
     def cut(self, n: int) -> list[tuple[int, int]]:
