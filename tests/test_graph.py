@@ -91,7 +91,7 @@ def test_a_sharded_batch_equals_an_unsharded_one(monkeypatch):
         cut = yamlnet.build_model(config)
         loss = whole.loss_and_grad(x, y)
         inference = whole.forward(x)
-        assert len(cut.cut(8)) == 2 and len(whole.cut(8)) == 1
+        assert len(cut.shards.cut(8)) == 2 and len(whole.shards.cut(8)) == 1
         assert abs(cut.loss_and_grad(x, y) - loss) < 1e-12
         scale = max(np.max(np.abs(grad)) for grad in whole.gradients().values())
         for key, grad in whole.gradients().items():  # (a bias before a batchnorm has a gradient of ~1e-17)

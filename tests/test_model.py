@@ -109,7 +109,7 @@ def test_a_batch_cut_into_shards_gives_what_the_whole_batch_gives(shards, monkey
     for step in range(2):  # the second time after an update of the shared weights
         expected = [whole.train_step_forward(x, y), whole.forward(x)]
         got = [sharded.train_step_forward(x, y), sharded.forward(x)]
-        assert len(sharded.cut(len(x))) == shards
+        assert len(sharded.shards.cut(len(x))) == shards
         assert got[0][0] == pytest.approx(expected[0][0], abs=1e-12)
         assert np.allclose(got[0][1], expected[0][1], atol=1e-12) and np.allclose(got[1], expected[1], atol=1e-12)
         for key, grad in whole.gradients().items():

@@ -100,7 +100,7 @@ def steps(monkeypatch, processes: bool, shards: int, batches, config=NET) -> lis
         for key, param in model.parameters().items():
             param -= 0.1 * model.gradients()[key]
         seen.append(model.forward(x))
-    assert bool(model.worker_pids) == processes
+    assert bool(model.shards.worker_pids) == processes
     model.close_workers()
     return seen
 
@@ -149,20 +149,20 @@ def first_step(monkeypatch, config=NET):
                                                       for layer in config["layers"]]})
     x, y = batch(12, 0)
     loss, _ = model.train_step_forward(x, y)
-    assert model.worker_pids
+    assert model.shards.worker_pids
     return model, x, y, loss
 
 
 def test_a_worker_that_dies_is_replaced_then_threads_take_over_with_the_same_numbers(monkeypatch):
     model, x, y, loss = first_step(monkeypatch)
     for replaced in (True, False):
-        pid = model.worker_pids[0]
+        pid = model.shards.worker_pids[0]
         os.kill(pid, signal.SIGKILL)
         until(lambda: pid not in children(), "the dead worker is reaped at once, before any call")
         with pytest.warns(workers.WorkerWarning, match="worker process stopped; " +
                           ("starting new ones" if replaced else "its shards run on threads")):
             assert model.train_step_forward(x, y)[0] == loss  # the weights did not change
-        assert bool(model.worker_pids) == replaced
+        assert bool(model.shards.worker_pids) == replaced
     assert model.forward(x).shape == (12, 4) and children() == {}
 
 
@@ -173,7 +173,7 @@ def test_a_worker_killed_mid_batch_costs_nothing_but_time(monkeypatch):
     x, y = batch(3000, 1)
     expected = twin.train_step_forward(x, y)
     model.train_step_forward(x, y)  # workers with room for this batch
-    pid = model.worker_pids[1]
+    pid = model.shards.worker_pids[1]
     killer = threading.Timer(0.005, os.kill, (pid, signal.SIGKILL))
     killer.start()
     with warnings.catch_warnings():
@@ -189,7 +189,7 @@ def test_an_interrupt_while_the_workers_run_ends_them(monkeypatch):
     """Ctrl-C (twice) while the caller waits for a batch: the workers, perhaps at a barrier, are
     ended and reaped; the next batch starts new ones and gets the same numbers."""
     model, x, y, loss = first_step(monkeypatch)
-    pids = model.worker_pids
+    pids = model.shards.worker_pids
     real_read = workers.read_byte
 
     def interrupted(fd):
@@ -208,7 +208,7 @@ def test_dropping_a_model_ends_its_workers_without_the_cycle_collector(monkeypat
     gc.disable()
     try:
         model, *_ = first_step(monkeypatch)
-        pids = model.worker_pids
+        pids = model.shards.worker_pids
         fds = set(os.listdir("/proc/self/fd"))
         del model
         assert not any(pid in children() for pid in pids)
@@ -221,18 +221,18 @@ def test_a_process_forked_from_the_model_starts_workers_of_its_own(monkeypatch):
     """A user's own fork (multiprocessing) of a model with workers trains with new ones, and leaves
     the parent's alone."""
     model, x, y, loss = first_step(monkeypatch)
-    pids = model.worker_pids
+    pids = model.shards.worker_pids
     child = os.fork()
     if child == 0:
         status = 1
         try:
             theirs = model.train_step_forward(x, y)[0] == loss
-            status = 0 if theirs and model.worker_pids != pids else 3
+            status = 0 if theirs and model.shards.worker_pids != pids else 3
             model.close_workers()  # reaps its workers (os._exit runs no finalizer)
         finally:
             os._exit(status)
     assert os.waitpid(child, 0)[1] == 0
-    assert model.train_step_forward(x, y)[0] == loss and model.worker_pids == pids
+    assert model.train_step_forward(x, y)[0] == loss and model.shards.worker_pids == pids
     model.close_workers()
 
 
@@ -244,7 +244,7 @@ def test_where_workers_cannot_start_the_shards_run_on_threads(monkeypatch):
         assert model.train_step_forward(x, y)[0] == loss
     with pytest.warns(workers.WorkerWarning, match="run on threads"):
         assert model.train_step_forward(x, y)[0] == loss
-    assert not model.worker_pids and children() == {}
+    assert not model.shards.worker_pids and children() == {}
 
 
 def test_workers_reaped_by_someone_else_close_quietly(monkeypatch):
@@ -252,11 +252,11 @@ def test_workers_reaped_by_someone_else_close_quietly(monkeypatch):
     previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         model, *_ = first_step(monkeypatch)
-        pids = model.worker_pids
+        pids = model.shards.worker_pids
         model.close_workers()
     finally:
         signal.signal(signal.SIGCHLD, previous)
-    assert pids and not model.worker_pids and not any(pid in children() for pid in pids)
+    assert pids and not model.shards.worker_pids and not any(pid in children() for pid in pids)
 
 
 def test_models_in_threads_use_workers_and_give_what_they_give_alone(monkeypatch):
@@ -290,7 +290,7 @@ def test_a_worker_keeps_no_descriptor_and_no_handler_of_its_parent(monkeypatch):
         model, *_ = first_step(monkeypatch)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    pid = model.worker_pids[0]
+    pid = model.shards.worker_pids[0]
     targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
     assert not any(target.startswith("socket:") for target in targets), targets
     assert len(targets) <= 3 + 3 + 1, targets  # stdin, stdout, stderr; its pipes; (the watchdog's poll)
@@ -320,7 +320,7 @@ def test_no_hang_when_another_thread_is_inside_blas():
         for seed in range(3):
             m = yamlnet.build_model("lenet", [f"training.seed={seed}"])
             p = m.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128, normalized=True)
-            assert m.worker_pids
+            assert m.shards.worker_pids
             m.close_workers()
         print("returned", p.shape)
     """)
@@ -336,7 +336,7 @@ def test_workers_end_soon_after_their_parent_is_killed():
         parallel.cores = lambda: 2
         m = yamlnet.build_model("lenet")
         m.predict_proba(np.zeros((128, 28, 28, 1), np.float32), 128, normalized=True)
-        print(*m.worker_pids, flush=True)
+        print(*m.shards.worker_pids, flush=True)
         while True:
             m.predict_proba(np.zeros((1024, 28, 28, 1), np.float32), 1024, normalized=True)
     """)], stdout=subprocess.PIPE, text=True)
@@ -391,7 +391,7 @@ def test_a_storm_of_interrupts_leaves_no_process_zombie_or_descriptor():
                 interrupted += 1
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         calm = yamlnet.build_model(config)
-        assert model.train_step_forward(x, y)[0] == calm.train_step_forward(x, y)[0] and model.worker_pids
+        assert model.train_step_forward(x, y)[0] == calm.train_step_forward(x, y)[0] and model.shards.worker_pids
         model.close_workers(), calm.close_workers()
         mine = [e for e in os.listdir("/proc") if e.isdigit() and
                 int(open(f"/proc/{e}/stat").read().rsplit(")", 1)[1].split()[1]) == os.getpid()]
@@ -439,7 +439,7 @@ def test_in_a_jupyter_kernel_with_a_background_numpy_thread():
             p = model.predict_proba(np.zeros((256, 28, 28, 1), np.float32), 128, normalized=True)
             busy.set()
             group = [c.pid for c in psutil.Process().children(recursive=True) if os.getpgid(c.pid) == os.getpgrp()]
-            print(p.shape, group, *model.worker_pids)
+            print(p.shape, group, *model.shards.worker_pids)
         """), timeout=120, output_hook=collect)
         assert reply["content"]["status"] == "ok", streams["stderr"]
         assert streams["stderr"] == ""

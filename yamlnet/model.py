@@ -50,7 +50,8 @@ class Model:
         self.logits_at = logits_index(self.layers, self.graph)
         #: how the layers run (``yamlnet.execution``): fused pairs, folded batchnorms, the training step
         self.executor = Execution(self.graph, self.logits_at)
-        self._shards = Shards(self.layers, self.executor, config)
+        #: how its batches are cut into shards and run side by side (``yamlnet.shards``)
+        self.shards = Shards(self.layers, self.executor, config)
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale (``normalize``)
         #: before the layers see them; training sets them from its data, save and load keep them with
         #: the weights. None: a model built, not trained — it knows no normalization.
@@ -62,37 +63,18 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
-        outputs = self._shards.run(x, None, training)
+        outputs = self.shards.run(x, None, training)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def execution(self, training: bool) -> list[Layer]:
         """The model's layers as they run (``yamlnet.execution``: fused pairs, folded batchnorms)."""
         return self.executor.lists(self.layers, training)
 
-    # -- shards (``yamlnet.shards``) -------------------------------------------------------------
-    def cut(self, n: int) -> list[tuple[int, int]]:
-        """The (start, stop) shards of a batch of n: a property of the run, never of the machine."""
-        return self._shards.cut(n)
-
-    @property
-    def min_shard_macs(self) -> int | None:
-        """The least work of a shard the cut allows (None: ``parallel.MIN_SHARD_MACS``); a resumed run
-        sets the value it was cut with."""
-        return self._shards.min_shard_macs
-
-    @min_shard_macs.setter
-    def min_shard_macs(self, value: int | None) -> None:
-        self._shards.min_shard_macs = value
-
-    @property
-    def worker_pids(self) -> list[int]:
-        """The process ids of the model's shard workers (``yamlnet.workers``), if any are running."""
-        return self._shards.worker_pids
-
+    # -- shards (``yamlnet.shards``: the cut, ``worker_pids``, ``min_shard_macs``) ------------------
     def close_workers(self) -> None:
         """End the worker processes of the shards, if any: the next cut batch starts new ones. They also
         end when the model is dropped or Python exits."""
-        self._shards.close()
+        self.shards.close()
 
     # -- math ----------------------------------------------------------------------------
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -108,7 +90,7 @@ class Model:
     def train_step_forward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """``loss_and_grad`` that also returns the probabilities (N, n_classes), for accuracy."""
         x, y = self._check_input(x), np.asarray(y)
-        results = self._shards.run(x, y, True)
+        results = self.shards.run(x, y, True)
         loss = sum(shard_loss for shard_loss, _ in results)
         probs = [shard_probs for _, shard_probs in results]
         return loss, probs[0] if len(probs) == 1 else np.concatenate(probs)

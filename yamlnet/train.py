@@ -220,7 +220,7 @@ class _Trainer:
         so that from the start it always holds weights to resume from."""
         self.run_dir = runs.new_run_dir(self.config, out)
         cut = {"shards": self.training["shards"], "min_shard_macs": parallel.MIN_SHARD_MACS,
-               "batch": self.model.cut(min(self.training["batch_size"], len(self.data.train)))}
+               "batch": self.model.shards.cut(min(self.training["batch_size"], len(self.data.train)))}
         runs.write_config(self.run_dir, self.config, str(source) if not isinstance(source, dict) else None,
                           overrides, cut)
         self._save_last()
@@ -255,7 +255,7 @@ class _Trainer:
     def _restore(self) -> None:
         """The run as its last checkpoint left it: weights, optimizer, loop position, every random state,
         and the cut of its batches (run.json)."""
-        self.model.min_shard_macs = runs.read_info(self.run_dir).get("cut", {}).get("min_shard_macs")
+        self.model.shards.min_shard_macs = runs.read_info(self.run_dir).get("cut", {}).get("min_shard_macs")
         path = self.run_dir / runs.LAST
         if not path.is_file():
             return  # stopped before the first checkpoint: start over in the same directory
