@@ -21,6 +21,7 @@ from yamlnet.plan import check_memory, initializer, make_layers
 from yamlnet.shards import Shards
 from yamlnet.summary import render
 
+
 class Model:
     """A built network.
 
@@ -59,7 +60,7 @@ class Model:
         #: class k's name; training sets them from its data (folder names, data.classes, …)
         self.classes: list[str] = [str(k) for k in range(self.output_shape[0])] if len(self.output_shape) == 1 else []
 
-    # -- math ----------------------------------------------------------------------------
+    # -- math (on normalized arrays, as the layers take them) --------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, n_H, n_W, n_C) → the last layer's output (class probabilities after softmax)."""
         x = self._check_input(x)
@@ -70,13 +71,11 @@ class Model:
         """The model's layers as they run (``yamlnet.execution``: fused pairs, folded batchnorms)."""
         return self.executor.lists(self.layers, training)
 
-    # -- shards (``yamlnet.shards``: the cut, ``worker_pids``, ``min_shard_macs``) ------------------
     def close_workers(self) -> None:
-        """End the worker processes of the shards, if any: the next cut batch starts new ones. They also
-        end when the model is dropped or Python exits."""
+        """End the worker processes of the shards (``shards``: the cut, ``worker_pids``), if any: the next
+        cut batch starts new ones. They also end when the model is dropped or Python exits."""
         self.shards.close()
 
-    # -- math ----------------------------------------------------------------------------
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Mean cross-entropy for integer labels y (N,), filling every layer's ``grads``.
 
