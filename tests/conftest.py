@@ -1,6 +1,8 @@
 import importlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,24 @@ def check_layer_gradients(layer, x, *, tolerance=1e-6, seed=1):
         layer.backward(upstream.copy())
         analytic = layer.grads[key].copy()
         assert rel_error(analytic, numerical_gradient(loss, param)) < tolerance, key
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    """A test that hangs fails after ten minutes instead of stalling CI (a guard, not a timing: the
+    slowest test takes seconds)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hung(signum, frame):
+        raise TimeoutError("this test hung for ten minutes")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(600)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
