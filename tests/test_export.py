@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 from conftest import reference_module
-from graphs import random_graphs
+from graphs import random_models
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -87,7 +87,7 @@ def test_generated_chains(layers, tmp_path):
 
 @settings(max_examples=int(os.environ.get("YAMLNET_EXAMPLES", 25)), deadline=None,
           derandomize=not os.environ.get("YAMLNET_RANDOM"), database=None)
-@given(random_graphs(), st.integers(0, 1000))
+@given(random_models(), st.integers(0, 1000))
 def test_generated_graphs(tmp_path_factory, config, seed):
     model = trained_looking(yamlnet.build_model(config), seed)
     check_in_onnxruntime(model, tmp_path_factory.mktemp("g"), seed)

@@ -13,7 +13,7 @@ from conftest import reference_module
 
 torch = reference_module("torch")
 from torch import nn  # noqa: E402
-from graphs import random_graphs  # noqa: E402
+from graphs import random_models  # noqa: E402
 from torch_twin import TorchGraph  # noqa: E402  (tests/torch_twin.py)
 
 
@@ -99,7 +99,7 @@ def _sgd(model, net, learning_rate):
 
 @settings(max_examples=int(os.environ.get("YAMLNET_EXAMPLES", 40)), deadline=None,
           derandomize=not os.environ.get("YAMLNET_RANDOM"), database=None)
-@given(random_graphs(), st.sampled_from(["float32", "float64"]), st.integers(0, 10**6))
+@given(random_models(), st.sampled_from(["float32", "float64"]), st.integers(0, 10**6))
 def test_graphs_agree_with_pytorch_in_training_steps_then_at_inference(config, dtype, seed):
     model = yamlnet.build_model({**config, "training": {"dtype": dtype, "seed": seed % 1000}})
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
