@@ -3,6 +3,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +52,30 @@ def check_layer_gradients(layer, x, *, tolerance=1e-6, seed=1):
         assert rel_error(analytic, numerical_gradient(loss, param)) < tolerance, key
 
 
-@pytest.fixture(autouse=True)
-def deadline():
-    """A test that hangs fails after ten minutes instead of stalling CI (a guard, not a timing: the
-    slowest test takes seconds)."""
+@contextmanager
+def deadline_of(seconds: int):
+    """Fail with TimeoutError if the block runs ``seconds``: a guard against a hang, not a timing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def hung(signum, frame):
-        raise TimeoutError("this test hung for ten minutes")
+        raise TimeoutError(f"hung for {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(600)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(autouse=True)
+def deadline():
+    """A test that hangs fails after ten minutes instead of stalling CI (the slowest takes seconds)."""
+    with deadline_of(600):
+        yield
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import deadline_of
 
 import yamlnet
 from yamlnet import parallel, workers
@@ -52,15 +53,8 @@ def shards_and_a_deadline(monkeypatch):
     hangs fails after a minute instead of stalling CI."""
     monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 1)
     monkeypatch.setattr(parallel, "cores", lambda: 2)
-
-    def hung(signum, frame):
-        raise TimeoutError("a worker test hung")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with deadline_of(60):
+        yield
 
 
 def children() -> dict[int, str]:
