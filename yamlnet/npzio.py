@@ -93,7 +93,8 @@ def _write_atomic(path: Path, write, mode: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600: give it the mode open() would
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600: give it the mode open() would
+            os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
