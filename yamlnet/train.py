@@ -22,15 +22,14 @@ from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, TrainingError
 from yamlnet.evaluate import loss_and_accuracy, predict
-from yamlnet.model import Model, load_model
-from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.metrics import direction
-from yamlnet.optim import OPTIMIZERS, learning_rate_at
+from yamlnet.model import Model, load_model
 from yamlnet.npzio import write_text_atomic
+from yamlnet.optim import OPTIMIZERS, learning_rate_at
+from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.signals import StopRequest
 from yamlnet.summary import render
-
 
 
 @dataclass
