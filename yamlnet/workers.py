@@ -79,14 +79,9 @@ def layout(net, n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
                    (f"{shard}/grads", (sizes["params"],), dtype), (f"{shard}/loss", (1,), "<f8"),
                    (f"{shard}/probs", (capacity, *net.layers[net.logits_at].output_shape), dtype),
                    (f"{shard}/out", (capacity, *net.output_shape), dtype)]
-        arrays += [(f"{shard}/noise/{index}", (capacity, *net.layers[index].input_shape), dtype)
-                   for index in dropout_layers(net)]
+        arrays += [(f"{shard}/noise/{index}", (capacity, *layer.input_shape), dtype)
+                   for index, layer in enumerate(net.layers) if layer.draws_noise]
     return arrays
-
-
-def dropout_layers(net) -> list[int]:
-    """The layers whose training forward draws random numbers (made by the model for the whole batch)."""
-    return [index for index, layer in enumerate(net.layers) if layer.draws_noise]
 
 
 def map_arrays(fd: int, spec: list) -> dict[str, np.ndarray]:
@@ -196,7 +191,6 @@ class ShardWorkers:
             self.arrays = map_arrays(memory, spec)
             self.weights = Flat(net.layers, "params", self.arrays["weights"])
             self.state = Flat(net.layers, "state", self.arrays["state"])
-            self.dropouts = dropout_layers(net)
             for shard in range(n_shards):
                 self._start(shard, memory, blas_threads)
                 write_message(self.down[shard], {"config": net.config, "shard": shard, "layout": spec})
