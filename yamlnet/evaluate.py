@@ -153,9 +153,8 @@ def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], 
     names, batches = [], []
     for position, item in enumerate(inputs):
         if isinstance(item, np.ndarray):
-            x = _array_images(item, model, f"array {position}")
-            batches.append(x)
-            names += list(range(len(x))) if len(inputs) == 1 else [f"array {position}[{i}]" for i in range(len(x))]
+            batches.append(_array_images(item, model, f"array {position}"))
+            names += _row_names(len(batches[-1]), f"array {position}", alone=len(inputs) == 1)
             continue
         if not isinstance(item, (str, Path)):
             raise DataError(f"predict takes arrays of images, .npz files, image files and folders, "
@@ -170,9 +169,8 @@ def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], 
             batches.append(np.stack([read_image(file, model.input_shape, resize) for file in files]))
             names += [str(file) for file in files]
         elif item.suffix.lower() == ".npz" or not item.exists():
-            x = _npz_images(item, model, x_key)
-            batches.append(x)
-            names += list(range(len(x))) if len(inputs) == 1 else [f"{item}[{i}]" for i in range(len(x))]
+            batches.append(_npz_images(item, model, x_key))
+            names += _row_names(len(batches[-1]), str(item), alone=len(inputs) == 1)
         else:
             raise DataError("is neither an .npz nor an image (PNG, JPEG, BMP, GIF, TIFF), nor a folder of images",
                             file=str(item))
@@ -180,6 +178,11 @@ def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], 
     if not np.all(np.isfinite(x)):
         raise DataError("holds NaN or infinity", file=str(inputs[0]) if not isinstance(inputs[0], np.ndarray) else None)
     return names, model.classes, predict(model, model.normalize(x))
+
+
+def _row_names(n: int, where: str, alone: bool) -> list:
+    """The names of an array's n images: their indices when it is the only input, else ``where[i]``."""
+    return list(range(n)) if alone else [f"{where}[{i}]" for i in range(n)]
 
 
 def _npz_images(item: Path, model, x_key: str) -> np.ndarray:

@@ -55,7 +55,7 @@ class Shards:
         if y is not None or not training:
             while (group := self._shard_workers(bounds)) is not None:
                 try:
-                    return group.run(self, x, y, bounds, noise)
+                    return group.run(x, y, bounds, noise)
                 except workers.WorkerError as error:  # (the group is closed already)
                     self._worker_trouble(str(error))
         return self._run_on_threads(x, y, training, bounds, noise)

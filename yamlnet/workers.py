@@ -191,6 +191,7 @@ class ShardWorkers:
             self.arrays = map_arrays(memory, spec)
             self.weights = Flat(net.layers, "params", self.arrays["weights"])
             self.state = Flat(net.layers, "state", self.arrays["state"])
+            self.grads = [Flat(net.layers, "grads", self.arrays[f"{shard}/grads"]) for shard in range(n_shards)]
             for shard in range(n_shards):
                 self._start(shard, memory, blas_threads)
                 write_message(self.down[shard], {"config": net.config, "shard": shard, "layout": spec})
@@ -232,21 +233,21 @@ class ShardWorkers:
     def close(self) -> None:
         self._finalizer()
 
-    def run(self, net, x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
+    def run(self, x: np.ndarray, y: np.ndarray | None, bounds: list[tuple[int, int]],
             noise: dict[int, np.ndarray]) -> list:
         """One batch, cut at ``bounds`` (at most ``n_shards`` shards, each at most ``capacity``): with
         labels y a training step — every shard's (loss, probs), the model's grads and batchnorm state
         the whole batch's —, without them inference — every shard's outputs. ``noise``: dropout's
         draws for the whole batch. On any error (an interrupt included) the group is ended."""
         try:
-            self._hand_out(net, x, y, bounds, noise)
+            self._hand_out(x, y, bounds, noise)
             self._meet(len(bounds))
-            return self._collect(net, y is not None, bounds)
+            return self._collect(y is not None, bounds)
         except BaseException:
             self.close()
             raise
 
-    def _hand_out(self, net, x, y, bounds, noise) -> None:
+    def _hand_out(self, x, y, bounds, noise) -> None:
         arrays = self.arrays
         self.weights.store()
         self.state.store()
@@ -273,14 +274,13 @@ class ShardWorkers:
             for shard in range(active):
                 write_byte(self.down[shard], BARRIER)
 
-    def _collect(self, net, training: bool, bounds) -> list:
+    def _collect(self, training: bool, bounds) -> list:
         """The shards' results; in training their gradients added in shard order (the sums the
         threads make) and shard 0's batchnorm state (the one that updates it)."""
         arrays = self.arrays
         if not training:
             return [arrays[f"{shard}/out"][:stop - start].copy() for shard, (start, stop) in enumerate(bounds)]
-        grads = [Flat(net.layers, "grads", arrays[f"{shard}/grads"]).parts() for shard in range(len(bounds))]
-        for (grad, part), *others in zip(*grads):
+        for (grad, part), *others in zip(*(flat.parts() for flat in self.grads[:len(bounds)])):
             grad[...] = part.reshape(grad.shape)
             for _, other in others:
                 grad += other.reshape(grad.shape)

@@ -57,8 +57,12 @@ def read_image(path: Path, input_shape: tuple[int, int, int], resize: str = "bil
                 image = image.resize((n_w, n_h), method)
             pixels = np.asarray(image, dtype=np.float32)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc})", file=str(path)) from None
+        raise UnreadableImage(f"cannot be read as an image ({type(exc).__name__}: {exc})", file=str(path)) from None
     return pixels.reshape(n_h, n_w, n_c)
+
+
+class UnreadableImage(DataError):
+    """A file that Pillow cannot decode (truncated, damaged, not an image): what ``data.skip_bad`` skips."""
 
 
 class DataWarning(YamlnetWarning):
@@ -101,10 +105,10 @@ def read_folder(folder: Path, input_shape, resize: str, classes: list[str] | Non
         try:
             x[index] = read_image(path, input_shape, resize)
             good.append(index)
-        except DataError as error:
-            if not skip_bad or error.file != str(path) or "cannot be read" not in error.message:
-                raise DataError(error.message + ("" if skip_bad else "; data.skip_bad: true skips unreadable images"),
-                                file=error.file, key=error.key) from None
+        except UnreadableImage as error:
+            if not skip_bad:
+                raise DataError(f"{error.message}; data.skip_bad: true skips unreadable images", file=error.file) \
+                    from None
             bad.append(path)
     skipped(bad, str(folder))
     if bad:
