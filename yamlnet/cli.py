@@ -10,13 +10,12 @@ import functools
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from yamlnet.errors import YamlnetError
+from yamlnet.errors import YamlnetError, show_warnings_in_one_line
 
 # plain click help: typer's rich help shows every flag with a "<bool>" it does not take
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -48,16 +47,11 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning is one line on stderr, like an error: a command-line user has no use for its source line."""
-    typer.echo(f"warning: {message}", err=True)
-
-
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")):
     """Small convolutional networks described in one YAML file, trained with NumPy."""
-    warnings.showwarning = _warning_line
+    show_warnings_in_one_line(every=True)  # a command-line user has no use for a warning's source line
 
 
 def _fail(message: str, code: int) -> None:

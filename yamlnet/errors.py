@@ -64,21 +64,23 @@ class YamlnetWarning(UserWarning):
     """Something yamlnet passed over or worked around, said in one line (``warning: …`` on stderr)."""
 
 
-def show_warnings_in_one_line() -> None:
-    """Show yamlnet's warnings as one line, ``warning: …``, like its errors (Python's own format adds
-    the source line that raised them, of no use to a user); other warnings as before."""
+def show_warnings_in_one_line(every: bool = False) -> None:
+    """Show yamlnet's warnings — with ``every``, all warnings: the command line's — as one line,
+    ``warning: …``, like its errors (Python's own format adds the source line that raised them, of no
+    use to a user); the others as before."""
     import sys
     import warnings
 
     shown = warnings.showwarning
-    if getattr(shown, "one_line", False):
+    if getattr(shown, "one_line", None) in (True, every):  # (installed already, covering as much)
         return
+    previous = getattr(shown, "previous", shown)
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, YamlnetWarning):
+        if every or issubclass(category, YamlnetWarning):
             print(f"warning: {message}", file=file or sys.stderr)
         else:
-            shown(message, category, filename, lineno, file, line)
+            previous(message, category, filename, lineno, file, line)
 
-    show.one_line = True
+    show.one_line, show.previous = every, previous
     warnings.showwarning = show

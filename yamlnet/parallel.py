@@ -68,7 +68,7 @@ def cores() -> int:
     if blas is not None:
         with _blas_lock:
             if _state.get("blas_users"):  # this process's shards hold BLAS at one thread right now
-                return min(available, _state["blas_threads"])
+                return max(1, min(available, *_state["blas_found"]))
             return max(1, min(available, *(controller.num_threads for controller in blas.lib_controllers)))
     return available
 
@@ -86,7 +86,6 @@ def one_blas_thread():
         with signals.deferred(), _blas_lock:
             if not _state.get("blas_users"):
                 _state["blas_found"] = [controller.num_threads for controller in blas.lib_controllers]
-                _state["blas_threads"] = max(1, min(_state["blas_found"]))
                 _set_blas_threads(blas, [1] * len(blas.lib_controllers))
             _state["blas_users"] = _state.get("blas_users", 0) + 1
             entered = True
