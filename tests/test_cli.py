@@ -99,11 +99,3 @@ def test_help_texts_read_cleanly_and_show_defaults(run):
     evaluate = run("evaluate", "--help").output
     assert re.search(r"--test\s+Use the data set", evaluate) and "<bool>" not in evaluate  # a flag, shown as one
 
-
-def test_the_readme_command_table_lists_every_command():
-    from yamlnet.cli import app as application
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("| command | what |", 1)[1].split("\n\n", 1)[0]
-    for command in application.registered_commands:
-        name = command.name or command.callback.__name__
-        assert f"| `yamlnet {name}" in table, name

@@ -51,6 +51,9 @@ class LoopState:
 
 @dataclass
 class TrainResult:
+    """What ``train`` returns: the run directory, one dict per epoch (as ``metrics.jsonl`` holds them),
+    the best epoch by ``early_stopping.metric``, and whether a signal stopped the run."""
+
     run_dir: Path
     metrics: list[dict]
     best_epoch: int

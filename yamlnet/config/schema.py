@@ -135,11 +135,13 @@ def path_keys() -> list[tuple[str, str]]:
 
 
 def data_schema() -> dict:
-    properties = {**COMMON_KEYS, "dataset": {**COMMON_KEYS["dataset"], "enum": list(DATASETS)}}
+    properties = {**COMMON_KEYS, "dataset": {**COMMON_KEYS["dataset"], "enum": list(DATASETS),
+                                             "enumDescriptions": [d.description for d in DATASETS.values()]}}
     for dataset in DATASETS.values():
         properties.update(dataset.keys)
     return {
         "type": "object",
+        "description": "the data set: built in, generated, or your own arrays or images",
         "additionalProperties": False,
         "properties": properties,
         "allOf": [{"if": {"properties": {"dataset": {"const": name}}, "required": ["dataset"]},
@@ -164,9 +166,9 @@ def build_schema() -> dict:
                       "description": "[n_H, n_W, n_C] of one input image"},
             "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"},
                        "description": "the layers, input to output"},
-            "data": {"$ref": "#/$defs/data", "default": {}},
-            "training": {"$ref": "#/$defs/training", "default": {}},
-            "sweep": {"$ref": "#/$defs/sweep"},
+            "data": {"$ref": "#/$defs/data", "default": {}, "description": "the data set"},
+            "training": {"$ref": "#/$defs/training", "default": {}, "description": "the training settings"},
+            "sweep": {"$ref": "#/$defs/sweep", "description": "what yamlnet sweep varies; train ignores it"},
         },
         "$defs": {
             "layer": {
@@ -178,7 +180,8 @@ def build_schema() -> dict:
             },
             **{name: layer_schema(cls) for name, cls in LAYERS.items()},
             "data": data_schema(),
-            "training": {"type": "object", "additionalProperties": False, "properties": TRAINING_PROPERTIES},
+            "training": {"type": "object", "description": "how the network is trained", "additionalProperties": False,
+                         "properties": TRAINING_PROPERTIES},
             "sweep": SWEEP_SCHEMA,
         },
     }

@@ -38,7 +38,7 @@ def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (
 
 
 COMMON_KEYS = {
-    "dataset": {"default": "digits", "description": "which data set (see the list below)"},
+    "dataset": {"default": "digits", "description": "which data set"},
     "validation_split": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.2,
                          "description": "share of the training data held out for validation"},
     "normalization": {"enum": ["standardize", "scale", "none"], "default": "standardize",

@@ -70,7 +70,7 @@ class Activation(Layer):
     """a = g(x), element-wise; any input shape. ``leaky_relu`` has slope 0.01 below zero."""
 
     description = "element-wise nonlinearity g"
-    hyperparameters = {"activation": {"enum": list(ACTIVATIONS)}}
+    hyperparameters = {"activation": {"enum": list(ACTIVATIONS), "description": "g, applied to each value"}}
     required = ("activation",)
     drawn_inside = transparent_to_init = True
     other_names = ("relu",)
