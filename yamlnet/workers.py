@@ -3,8 +3,8 @@ worker process of its own, for training steps and for inference; the caller hand
 meets the shards at batchnorm's totals, and adds their gradients up in shard order.
 
 Why processes: on 2 cores, two shards of resnet_small as threads of one process each spend ~26 ms
-of CPU where one alone spends 19.5, while two processes do not slow each other (README,
-performance). Where workers cannot run (not Linux, a single core, workers that could not start or
+of CPU where one alone spends 19.5, while two processes do not slow each other (CHANGELOG.md,
+round two). Where workers cannot run (not Linux, a single core, workers that could not start or
 died twice) the model runs its shards on threads instead, with the same numbers.
 
 **Started fresh, never forked.** A worker is a new interpreter (``subprocess``: vfork and exec),
