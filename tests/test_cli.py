@@ -31,10 +31,10 @@ def test_summary_json_counts_like_keras(run):
     assert summary["total_params"] == 61706
     assert set(summary) == {"name", "input", "layers", "total_params", "total_macs"}
     conv1 = summary["layers"][0]
-    assert conv1 == {"name": "conv1", "type": "conv2d", "inputs": ["input"], "output_shape": [28, 28, 6],
+    assert conv1 == {"name": "conv1", "type": "conv2d", "block": [], "inputs": ["input"], "output_shape": [28, 28, 6],
                      "params": 156, "macs": 28 * 28 * 6 * 5 * 5 * 1}
     assert summary["layers"][4]["output_shape"] == [400]
-    assert summary["layers"][-1] == {"name": "prediction", "type": "softmax", "inputs": ["fc3"],
+    assert summary["layers"][-1] == {"name": "prediction", "type": "softmax", "block": [], "inputs": ["fc3"],
                                      "output_shape": [10], "params": 0, "macs": 0}
     assert summary["total_macs"] == sum(layer["macs"] for layer in summary["layers"])
 

@@ -111,13 +111,24 @@ def validate(files: List[Path] = typer.Argument(..., help="Model files (or built
 def summary(file: Path = ModelFile,
             as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
             explain: bool = typer.Option(False, "--explain", help="Show the arithmetic behind every figure."),
+            depth: Optional[int] = typer.Option(None, "--depth", min=1,
+                                                help="Levels of blocks to show: 1 folds every block use into one row."),
             set_: Optional[List[str]] = SetOption):
     """Shapes, f / s / p, parameters and mult-adds of every layer, before any training."""
     from yamlnet.plan import plan
     from yamlnet.summary import render, summarize
 
     config, layers = plan(file, set_ or ())
-    typer.echo(json.dumps(summarize(config, layers), indent=2) if as_json else render(config, layers, explain))
+    typer.echo(json.dumps(summarize(config, layers), indent=2) if as_json else render(config, layers, explain, depth))
+
+
+@app.command()
+@user_errors
+def expand(file: Path = ModelFile, set_: Optional[List[str]] = SetOption):
+    """Print the model file with its blocks and repeats written out: plain YAML that gives the same model."""
+    from yamlnet.plan import expanded_yaml
+
+    typer.echo(expanded_yaml(file, set_ or ()), nl=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ import numpy as np
 
 from yamlnet import checkpoint
 from yamlnet.config import Document, resolve
+from yamlnet.config.loader import OneLine, OneLineList, dump_yaml
 from yamlnet.config.schema import suggest
 from yamlnet.data import DATASETS, class_names
 from yamlnet.errors import ConfigError, DataError, ShapeError
@@ -231,3 +232,15 @@ def initializer(layers: list[Layer], graph: Graph, index: int) -> str:
                    if layers[reader].transparent_to_init)
 
     return "he" if reaches_relu(layers[index].activation, index) else "glorot"
+
+
+def expanded_yaml(source, overrides=()) -> str:
+    """The model file with its blocks and repeats written out (``yamlnet expand``): plain YAML, with no
+    ``blocks:``, that yamlnet reads as the same model, weights and all. Checked like any file first."""
+    config, document = resolve(source, overrides)
+    checked_layers(config, document)
+    data = dict(document.data)
+    if isinstance(data.get("input"), list):
+        data["input"] = OneLineList(data["input"])
+    data["layers"] = [OneLine(layer) for layer in data["layers"]]
+    return dump_yaml(data)

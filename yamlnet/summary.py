@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from yamlnet.config.blocks import group_path
 from yamlnet.graph import Graph
 from yamlnet.layers import Layer
 from yamlnet.layers.base import shape_text
@@ -13,29 +14,54 @@ def summarize(config: dict, layers: list[Layer]) -> dict:
     return {
         "name": config["name"],
         "input": list(config["input"]),
-        "layers": [{"name": layer.name, "type": layer.type, "inputs": list(layer.inputs),
-                    "output_shape": list(layer.output_shape), "params": layer.param_count(), "macs": layer.macs()}
+        "layers": [{"name": layer.name, "type": layer.type, "block": group_path(layer.name),
+                    "inputs": list(layer.inputs), "output_shape": list(layer.output_shape),
+                    "params": layer.param_count(), "macs": layer.macs()}
                    for layer in layers],
         "total_params": sum(layer.param_count() for layer in layers),
         "total_macs": sum(layer.macs() for layer in layers),
     }
 
 
-def render(config: dict, layers: list[Layer], explain: bool = False) -> str:
-    """A table in the manner of Keras' ``model.summary()``; with ``explain``, the arithmetic under each row."""
+def _group_row(group: str, members: list[Layer], depth: int, graph: bool) -> tuple:
+    """A block use's (or a repeat's) row: its name, what it is, its last layer's shape, its totals."""
+    copies = {layer.name[len(group) + 1:].split(".")[0] for layer in members}
+    numbered = all(copy.isdigit() for copy in copies)
+    what = "block" if any(len(group_path(layer.name)) > depth + 1 for layer in members) or not numbered \
+        else members[0].type
+    what += f" × {len(copies)}" if numbered else ""
+    return ("  " * depth + f"{group} ({what})", shape_text(members[-1].output_shape), "", "",
+            f"{sum(layer.param_count() for layer in members):,}", f"{sum(layer.macs() for layer in members):,}") \
+        + ((", ".join(members[0].inputs),) if graph else ()) + ([],)
+
+
+def render(config: dict, layers: list[Layer], explain: bool = False, depth: int | None = None) -> str:
+    """A table in the manner of Keras' ``model.summary()``; with ``explain``, the arithmetic under each row.
+    The layers of a block use (named ``<use>.<layer>``) come under a row of the use with its totals;
+    ``depth`` shows that many levels of them (1: the file's own rows only), as torchinfo's does."""
     itemsize = BYTES[config["training"]["dtype"]]
     # a graph gets Keras' "Connected to" column: what each layer reads; a chain needs none
     graph = not Graph.of(layers).is_chain
     header = ("Layer (type)", "Output shape", "f / s / p", "Activation", "Params", "Mult-adds") + \
         (("Inputs",) if graph else ())
-    rows, notes = [], {}
+    rows, notes, open_groups = [], {}, []
     for layer in layers:
+        groups = group_path(layer.name)
+        shared = next((k for k, (a, b) in enumerate(zip(open_groups, groups)) if a != b), min(len(open_groups),
+                                                                                            len(groups)))
+        for level, group in enumerate(groups[shared:], start=shared):
+            if depth is None or level < depth:
+                members = [other for other in layers if other.name.startswith(group + ".")]
+                rows.append(_group_row(group, members, level, graph))
+        open_groups = groups
+        if depth is not None and len(groups) >= depth:
+            continue
         fsp = layer.hyperparameter_text()
         if fsp and layer.drops_pixels():
             fsp += " *"
             notes["*"] = "* floor() leaves input rows or columns that no window covers"
         activation = layer.activation if layer.activation not in ("", "linear") else ""
-        rows.append((f"{layer.name} ({layer.type})", shape_text(layer.output_shape), fsp, activation,
+        rows.append(("  " * len(groups) + f"{layer.name} ({layer.type})", shape_text(layer.output_shape), fsp, activation,
                      f"{layer.param_count():,}", f"{layer.macs():,}") + ((", ".join(layer.inputs),) if graph else ())
                     + (layer.explain() if explain else [],))
     columns = len(header)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from yamlnet.config.blocks import expand, has_short_forms
 from yamlnet.config.loader import Document, load_document
+from yamlnet.config.overrides import apply_overrides
 from yamlnet.config.schema import build_schema, validate
 
 
 def resolve(source, overrides=()) -> tuple[dict, Document]:
-    """Load ``source`` (path, YAML string or dict), apply ``--set`` overrides, validate.
+    """Load ``source`` (path, YAML string or dict), apply ``--set`` overrides, write out its blocks
+    and repeats (``yamlnet.config.blocks``), validate.
 
     Returns the resolved config (defaults filled, names given, paths absolute: ``absolute_paths``)
     and the document, whose marks locate later errors (shapes, data) in the file.
     """
     document = load_document(source)
-    if overrides:
-        from yamlnet.config.overrides import apply_overrides
-        apply_overrides(document, overrides)
+    short = has_short_forms(document.data)
+    later = apply_overrides(document, overrides, defer_unknown_layers=short) if overrides else []
+    document = expand(document) if short else document
+    if later:  # keys of layers a block expanded to: layers.stage1.c1.filters
+        apply_overrides(document, later)
     config = validate(document)
     absolute_paths(config, document, overrides)
     return config, document

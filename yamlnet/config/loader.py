@@ -94,9 +94,24 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
+class OneLine(dict):
+    """A mapping that ``dump_yaml`` writes on one line, in flow style (``{name: c1, type: conv2d}``)."""
+
+
+class OneLineList(list):
+    """A list that ``dump_yaml`` writes on one line (``[8, 8, 1]``)."""
+
+
+_Dumper.add_representer(OneLine, lambda dumper, value: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", value.items(), flow_style=True))
+_Dumper.add_representer(OneLineList, lambda dumper, value: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", value, flow_style=True))
+
+
 def dump_yaml(data: Any) -> str:
-    """YAML text that ``parse_yaml`` reads back as ``data`` (keys in their order)."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    """YAML text that ``parse_yaml`` reads back as ``data`` (keys in their order; ``OneLine`` and
+    ``OneLineList`` values on one line each)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 16)
 
 
 @dataclass
@@ -105,6 +120,8 @@ class Document:
 
     ``marks[path]`` is the (line, column) of the value at ``path``, ``key_marks[path]`` that of
     its key; both 1-based. ``origins[path]`` names the ``--set`` override that set a value.
+    ``within[("layers", i)]`` says which block use (``yamlnet.config.blocks``) a layer came from:
+    errors about it name that use as well as the line inside the block.
     """
 
     data: Any
@@ -112,10 +129,13 @@ class Document:
     marks: dict = field(default_factory=dict)
     key_marks: dict = field(default_factory=dict)
     origins: dict = field(default_factory=dict)
+    within: dict = field(default_factory=dict)
 
     def error(self, path: PathKey, message: str, *, at_key: bool = False, kind=ConfigError):
         """Return a ``kind`` error located at ``path`` (the key's position when ``at_key``)."""
         key = describe_path(path, self.data)
+        if tuple(path[:2]) in self.within:
+            message += f" (in {self.within[tuple(path[:2])]})"
         for depth in range(len(path), -1, -1):
             prefix = tuple(path[:depth])
             if prefix in self.origins:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from yamlnet.config.blocks import USE_KEYS
 from yamlnet.config.loader import Document, default_layer_names, parse_yaml
 from yamlnet.errors import ConfigError
 
@@ -29,8 +30,15 @@ def parse_key(key: str) -> list:
     return parts
 
 
-def apply_overrides(document: Document, overrides) -> None:
-    """Apply each ``KEY=VALUE`` to ``document.data`` in order, recording where each value came from."""
+class _NoSuchLayer(ConfigError):
+    """A ``layers.<name>`` that names no layer written in the file (perhaps one a block expands to)."""
+
+
+def apply_overrides(document: Document, overrides, *, defer_unknown_layers: bool = False) -> list[str]:
+    """Apply each ``KEY=VALUE`` to ``document.data`` in order, recording where each value came from.
+    With ``defer_unknown_layers``, those that name a layer the file does not write (``stage1.c1``, which
+    a block use expands to) are returned, to be applied to the expanded file; else they are errors."""
+    deferred = []
     for item in overrides:
         origin = f"--set {item}"
         key, sep, raw = item.partition("=")
@@ -47,7 +55,13 @@ def apply_overrides(document: Document, overrides) -> None:
             raise ConfigError(f"the value is not valid YAML: {error.message}", key=origin) from None
         if not isinstance(document.data, dict):
             raise ConfigError("the file is not a mapping, so nothing in it can be set", key=origin)
-        path = _resolve_path(document.data, parts, origin)
+        try:
+            path = _resolve_path(document.data, parts, origin, defer_unknown_layers)
+        except _NoSuchLayer:
+            if not defer_unknown_layers:
+                raise
+            deferred.append(item)
+            continue
         container = document.data
         for depth, part in enumerate(path):
             last = depth == len(path) - 1
@@ -68,10 +82,13 @@ def apply_overrides(document: Document, overrides) -> None:
             for stale in [p for p in table if p[:len(path)] == path]:
                 del table[stale]
         document.origins[path] = origin
+    return deferred
 
 
-def _resolve_path(data: dict, parts: list, origin: str) -> list:
-    """Turn ``layers.<name>`` and ``layers[i]`` into list indices, with a clear error when they miss."""
+def _resolve_path(data: dict, parts: list, origin: str, short_forms: bool = False) -> list:
+    """Turn ``layers.<name>`` and ``layers[i]`` into list indices, with a clear error when they miss.
+    In a file with ``short_forms`` (blocks, repeat), a key below a block use that is not one of the
+    use's own (``layers.stage1.2.c1.filters``) names a layer of the expansion: ``_NoSuchLayer``."""
     if parts[0] != "layers" or len(parts) < 2:
         if any(isinstance(part, int) for part in parts):
             raise ConfigError("only layers are indexed with [i]", key=origin)
@@ -80,18 +97,25 @@ def _resolve_path(data: dict, parts: list, origin: str) -> list:
     if not isinstance(layers, list):
         raise ConfigError("the file has no list of layers", key=origin)
     names = default_layer_names(layers)
-    selector = parts[1]
+    selector, rest = parts[1], 2
     if isinstance(selector, int):
         if selector >= len(layers):
             raise ConfigError(f"there is no layers[{selector}]; the file has {len(layers)} layers", key=origin)
         index = selector
-    elif selector in names:
-        index = names.index(selector)
-    else:
-        raise ConfigError(f"no layer named {selector}; layers are {', '.join(names)}", key=origin)
-    if len(parts) == 2:
+    else:  # the longest dotted name that is a layer's: layers.stage1.2.c1.filters
+        words = [str(part) for part in parts[1:]]
+        found = [end for end in range(len(words), 0, -1) if ".".join(words[:end]) in names]
+        if not found:
+            shown = ", ".join(names) if len(names) <= 12 else ", ".join(names[:12]) + ", …"
+            raise _NoSuchLayer(f"no layer named {'.'.join(words[:-1]) or selector}; layers are {shown}", key=origin)
+        index, rest = names.index(".".join(words[:found[0]])), 1 + found[0]
+        written = layers[index]
+        if short_forms and len(parts) > rest and isinstance(written, dict) and (
+                ("block" in written and parts[rest] not in USE_KEYS) or ("repeat" in written and str(parts[rest]).isdigit())):
+            raise _NoSuchLayer(f"no layer named {'.'.join(words[:-1])}", key=origin)
+    if len(parts) == rest:
         raise ConfigError("name a key of the layer, like layers.conv1.filters=16", key=origin)
-    return ["layers", index, *parts[2:]]
+    return ["layers", index, *parts[rest:]]
 
 
 def flatten(value, prefix: str = "") -> dict:

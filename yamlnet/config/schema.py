@@ -25,7 +25,7 @@ from yamlnet.layers.plugins import FAILED
 from yamlnet.optim import OPTIMIZERS, SCHEDULES
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-LAYER_NAME = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$",
+LAYER_NAME = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$",
               "x-expected": "a name of letters, digits, _ and -, not starting with a digit",
               "description": "unique in the file; defaults to <type><k>: conv2d1, conv2d2, …"}
 PROBABILITY = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
@@ -117,11 +117,46 @@ INPUTS = {"anyOf": [INPUT_NAME, {"type": "array", "items": INPUT_NAME, "minItems
                          "defaults to the layer listed before"}
 
 
+REPEAT = {"type": "integer", "minimum": 1,
+          "description": "chain this many copies, each reading the one before (named <name>.1, <name>.2, …); "
+                         "default 1"}
+
+BLOCKS_SCHEMA = {
+    "type": "object",
+    "description": "named sub-graphs with parameters, used in layers like a layer: {name, block, with, repeat}",
+    "additionalProperties": {
+        "type": "object", "required": ["layers"], "additionalProperties": False,
+        "properties": {
+            "params": {"type": "object",
+                       "description": "each parameter with its default (~: every use must give it); "
+                                      "a value $name in the block's layers is replaced by the parameter's value"},
+            "layers": {"type": "array", "minItems": 1, "items": {"type": "object"},
+                       "description": "the block's layers: input is the block's input, the last layer its output"},
+        },
+    },
+}
+
+BLOCK_USE = {
+    "type": "object",
+    "description": "a use of a block of the file's blocks: section; its layers are named <name>.<layer>",
+    "required": ["name", "block"],
+    "additionalProperties": False,
+    "properties": {
+        "name": LAYER_NAME,
+        "block": {"type": "string", "description": "the block's name under blocks:"},
+        "with": {"type": "object", "description": "values of the block's parameters"},
+        "inputs": INPUTS,
+        "repeat": REPEAT,
+    },
+}
+
+
 def layer_schema(cls) -> dict:
     return {
         "type": "object",
         "description": cls.description,
-        "properties": {"type": {"const": cls.type}, "name": LAYER_NAME, "inputs": INPUTS, **cls.hyperparameters},
+        "properties": {"type": {"const": cls.type}, "name": LAYER_NAME, "inputs": INPUTS, "repeat": REPEAT,
+                       **cls.hyperparameters},
         "required": ["type", *cls.required],
         "additionalProperties": False,
     }
@@ -169,15 +204,22 @@ def build_schema() -> dict:
             "data": {"$ref": "#/$defs/data", "default": {}, "description": "the data set"},
             "training": {"$ref": "#/$defs/training", "default": {}, "description": "the training settings"},
             "sweep": {"$ref": "#/$defs/sweep", "description": "what yamlnet sweep varies; train ignores it"},
+            "blocks": {"$ref": "#/$defs/blocks"},
         },
         "$defs": {
             "layer": {
                 "type": "object",
-                "required": ["type"],
                 "properties": {"type": {"enum": list(LAYERS)}},
-                "allOf": [{"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
-                           "then": {"$ref": f"#/$defs/{name}"}} for name in LAYERS],
+                "if": {"required": ["block"]},
+                "then": {"$ref": "#/$defs/block_use"},
+                "else": {
+                    "required": ["type"],
+                    "allOf": [{"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                               "then": {"$ref": f"#/$defs/{name}"}} for name in LAYERS],
+                },
             },
+            "block_use": BLOCK_USE,
+            "blocks": BLOCKS_SCHEMA,
             **{name: layer_schema(cls) for name, cls in LAYERS.items()},
             "data": data_schema(),
             "training": {"type": "object", "description": "how the network is trained", "additionalProperties": False,
@@ -247,13 +289,20 @@ def fill_defaults(node: dict, value: Any) -> Any:
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
                 value[key] = fill_defaults(sub, value[key])
+        if "if" in node:
+            fill_defaults(node["then"] if _holds(node["if"], value) else node.get("else", {}), value)
         for branch in node.get("allOf", []):
-            condition = branch.get("if", {}).get("properties", {})
-            if all(value.get(key) == rule.get("const") for key, rule in condition.items()):
+            if _holds(branch.get("if", {}), value):
                 fill_defaults(branch.get("then", {}), value)
     elif isinstance(value, list) and "items" in node:
         return [fill_defaults(node["items"], item) for item in value]
     return value
+
+
+def _holds(condition: dict, value: dict) -> bool:
+    """Whether ``value`` meets an ``if`` of the schema: its required keys and constant properties."""
+    return all(key in value for key in condition.get("required", ())) and \
+        all(value.get(key) == rule.get("const") for key, rule in condition.get("properties", {}).items())
 
 
 def _resolve(node: dict) -> dict:
