@@ -30,7 +30,8 @@ def _pool(kind):
 LAYER_KEYS = {
     "conv2d": st.fixed_dictionaries({"type": st.just("conv2d"), "filters": st.integers(1, 4),
                                      "size": st.integers(1, 5), "stride": st.integers(1, 3), "padding": _padding,
-                                     "activation": _activation}),
+                                     "activation": _activation},
+                                    optional={"groups": st.integers(1, 3), "dilation": st.integers(1, 3)}),
     "maxpool2d": _pool("maxpool2d"),
     "avgpool2d": _pool("avgpool2d"),
     "dense": st.fixed_dictionaries({"type": st.just("dense"), "units": st.integers(1, 6), "activation": _activation}),
@@ -50,8 +51,14 @@ _VOLUME_ONLY = {"conv2d", "maxpool2d", "avgpool2d", "globalavgpool2d"}
 def _fitting(draw, kind: str, shape: tuple) -> tuple[dict, tuple]:
     """Keys of a ``kind`` layer that fit an input of ``shape``, and its output's shape."""
     if kind == "conv2d":
-        keys = {"filters": draw(st.integers(1, 4)), "size": draw(st.sampled_from([1, 3])), "padding": "same",
+        groups = draw(st.sampled_from([g for g in range(1, shape[2] + 1) if shape[2] % g == 0]))
+        keys = {"filters": groups * draw(st.integers(1, 4 // groups if groups <= 4 else 1)),
+                "size": draw(st.sampled_from([1, 3])), "padding": "same",
                 "activation": draw(st.sampled_from(["linear", "relu", "sigmoid", "leaky_relu"]))}
+        if groups > 1:
+            keys["groups"] = groups
+        if draw(st.booleans()):
+            keys["dilation"] = 2
         return keys, (*shape[:2], keys["filters"])
     if kind in ("maxpool2d", "avgpool2d"):
         if min(shape[:2]) < 2:

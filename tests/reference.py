@@ -5,19 +5,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def conv2d_naive(x, w, b, stride, pad):
-    """x (N, H, W, C), w (f, f, C, K), b (K,) → (N, H', W', K), one output value at a time."""
+def conv2d_naive(x, w, b, stride, pad, groups=1, dilation=1):
+    """x (N, H, W, C), w (f, f, C / groups, K), b (K,) → (N, H', W', K), one output value at a time:
+    filter k sees input channels [g·C/G, (g+1)·C/G) of group g = k // (K/G), at taps ``dilation`` apart."""
     n, h, wd, c = x.shape
-    f, _, _, k = w.shape
+    f, _, c_group, k = w.shape
+    span = dilation * (f - 1) + 1
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    oh, ow = (h + 2 * pad - f) // stride + 1, (wd + 2 * pad - f) // stride + 1
+    oh, ow = (h + 2 * pad - span) // stride + 1, (wd + 2 * pad - span) // stride + 1
     out = np.zeros((n, oh, ow, k), dtype=np.float64)
     for i in range(n):
         for r in range(oh):
             for q in range(ow):
-                window = xp[i, r * stride:r * stride + f, q * stride:q * stride + f, :]
+                window = xp[i, r * stride:r * stride + span:dilation, q * stride:q * stride + span:dilation, :]
                 for filt in range(k):
-                    out[i, r, q, filt] = np.sum(window * w[:, :, :, filt]) + b[filt]
+                    group = filt // (k // groups)
+                    out[i, r, q, filt] = np.sum(window[:, :, group * c_group:(group + 1) * c_group]
+                                                * w[:, :, :, filt]) + b[filt]
     return out
 
 

@@ -20,7 +20,8 @@ from torch_twin import TorchGraph  # noqa: E402  (tests/torch_twin.py)
 layer = st.one_of(
     st.fixed_dictionaries({"type": st.just("conv2d"), "filters": st.integers(1, 5), "size": st.integers(1, 4),
                            "stride": st.integers(1, 3), "padding": st.integers(0, 2),
-                           "activation": st.sampled_from(["linear", "relu", "tanh", "sigmoid", "leaky_relu"])}),
+                           "activation": st.sampled_from(["linear", "relu", "tanh", "sigmoid", "leaky_relu"])},
+                          optional={"groups": st.sampled_from([1, 1, 2, 3]), "dilation": st.integers(1, 2)}),
     st.fixed_dictionaries({"type": st.sampled_from(["maxpool2d", "avgpool2d"]), "size": st.integers(1, 3),
                            "stride": st.integers(1, 3), "padding": st.integers(0, 1)}),
 )
@@ -36,6 +37,12 @@ layer = st.one_of(
          13, 11, 1, "float64", 5)
 @example([{"type": "conv2d", "filters": 5, "size": 2, "stride": 1, "padding": 0, "activation": "linear"},  # fused
           {"type": "maxpool2d", "size": 2, "stride": 2, "padding": 0}], 12, 9, 3, "float32", 6)
+@example([{"type": "conv2d", "filters": 6, "size": 3, "stride": 2, "padding": 2, "groups": 3, "dilation": 2,
+           "activation": "relu"},  # depthwise with two filters a channel, strided and dilated
+          {"type": "conv2d", "filters": 4, "size": 2, "stride": 1, "padding": 1, "groups": 2, "dilation": 1}],
+         13, 12, 3, "float64", 7)
+@example([{"type": "conv2d", "filters": 3, "size": 3, "stride": 1, "padding": 2, "groups": 3, "dilation": 2}],
+         9, 8, 3, "float32", 8)
 def test_outputs_and_gradients_agree_with_pytorch(layers, n_h, n_w, n_c, dtype, seed):
     config = {"input": [n_h, n_w, n_c], "layers": [*layers, {"type": "dense", "units": 4, "activation": "tanh"},
                                                    {"type": "dense", "units": 3}, {"type": "softmax"}],

@@ -69,7 +69,8 @@ class TorchGraph(nn.Module):
 def _module(layer) -> nn.Module:
     kind, weights = layer.type, bool(layer.params)
     if kind == "conv2d":
-        module = nn.Conv2d(layer.input_shape[2], layer.config["filters"], layer.f, layer.s, layer.p)
+        module = nn.Conv2d(layer.input_shape[2], layer.config["filters"], layer.f, layer.s, layer.p,
+                           dilation=layer.config["dilation"], groups=layer.config["groups"])
         if weights:
             module.weight.data = torch.from_numpy(layer.params["W"].transpose(3, 2, 0, 1).copy())
             module.bias.data = torch.from_numpy(layer.params["b"].copy())

@@ -366,3 +366,120 @@ def batch_chunks(n: int, bytes_per_sample: int, limit: int | None = None) -> lis
     """Split range(n) into (start, stop) slices of at most ``limit`` bytes (default ``CACHE_BYTES``)."""
     per_chunk = max(1, (CACHE_BYTES if limit is None else limit) // max(1, bytes_per_sample))
     return [(start, min(n, start + per_chunk)) for start in range(0, n, per_chunk)] or [(0, 0)]
+
+
+# -- grouped, depthwise and dilated convolutions -----------------------------------------------------
+
+def dilated_windows(xp: np.ndarray, f: int, s: int, d: int, n_h: int, n_w: int) -> np.ndarray:
+    """A read-only view (N, n_H, n_W, f, f, C) of every f × f window at stride s whose taps are d apart."""
+    sn, sh, sw, sc = xp.strides
+    return as_strided(xp, shape=(xp.shape[0], n_h, n_w, f, f, xp.shape[3]),
+                      strides=(sn, s * sh, s * sw, d * sh, d * sw, sc), writeable=False)
+
+
+def tap_view(array: np.ndarray, i: int, j: int, s: int, d: int, n_h: int, n_w: int) -> np.ndarray:
+    """The (N, n_H, n_W, C) part of a padded batch that kernel tap (i, j) reads at every output position."""
+    top, left = i * d, j * d
+    return array[:, top:top + s * (n_h - 1) + 1:s, left:left + s * (n_w - 1) + 1:s, :]
+
+
+def grouped_conv(xp: np.ndarray, weights: np.ndarray, s: int, d: int, groups: int, n_h: int, n_w: int,
+                 scratch: Scratch) -> np.ndarray:
+    """z (N, n_H, n_W, K) of a grouped (and/or dilated) convolution of xp (N, H_p, W_p, C) with W
+    (f, f, C / groups, K): output channels [g·K/G, (g+1)·K/G) read input channels [g·C/G, (g+1)·C/G).
+    Per group, im2col of its channels from the dilated window view and one product; a cache-sized
+    slice of the batch at a time. Its twin is ``tests/reference.conv2d_naive``."""
+    f, _, c_group, k = weights.shape
+    k_group, n = k // groups, xp.shape[0]
+    z = np.empty((n, n_h, n_w, k), dtype=weights.dtype)
+    for start, stop in batch_chunks(n, n_h * n_w * f * f * c_group * xp.itemsize):
+        view = dilated_windows(xp[start:stop], f, s, d, n_h, n_w)
+        cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), xp.dtype)
+        rows = z[start:stop].reshape(-1, k)
+        for g in range(groups):
+            np.copyto(cols, view[..., g * c_group:(g + 1) * c_group])
+            rows[:, g * k_group:(g + 1) * k_group] = (
+                cols.reshape(-1, f * f * c_group) @ weights[..., g * k_group:(g + 1) * k_group].reshape(-1, k_group))
+    return z
+
+
+def grouped_conv_grads(xp: np.ndarray, dz: np.ndarray, weights: np.ndarray, s: int, d: int, groups: int,
+                       input_grad: bool, scratch: Scratch) -> tuple[np.ndarray | None, np.ndarray]:
+    """d loss / d xp (N, H_p, W_p, C) (None unless ``input_grad``) and d loss / d W (f, f, C / G, K) of
+    ``grouped_conv``, from dz (N, n_H, n_W, K): per group, colsᵀ · dz and dz · Wᵀ, the latter's columns
+    added back onto their taps (one strided add per tap, never np.add.at)."""
+    f, _, c_group, k = weights.shape
+    k_group = k // groups
+    n, n_h, n_w, _ = dz.shape
+    dw = np.zeros_like(weights)
+    dxp = np.zeros(xp.shape, dtype=dz.dtype) if input_grad else None
+    for start, stop in batch_chunks(n, n_h * n_w * f * f * c_group * xp.itemsize):
+        view = dilated_windows(xp[start:stop], f, s, d, n_h, n_w)
+        cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), xp.dtype)
+        dz_rows = dz[start:stop].reshape(-1, k)
+        for g in range(groups):
+            outputs = slice(g * k_group, (g + 1) * k_group)
+            np.copyto(cols, view[..., g * c_group:(g + 1) * c_group])
+            dz_group = dz_rows[:, outputs]
+            dw[..., outputs] += weight_gradient(cols.reshape(-1, f * f * c_group), dz_group).reshape(
+                f, f, c_group, k_group)
+            if input_grad:
+                dcols = (dz_group @ weights[..., outputs].reshape(-1, k_group).T).reshape(cols.shape)
+                target = dxp[start:stop, :, :, g * c_group:(g + 1) * c_group]
+                for i in range(f):
+                    for j in range(f):
+                        tap_view(target, i, j, s, d, n_h, n_w)[...] += dcols[:, :, :, i, j]
+    return dxp, dw
+
+
+def depthwise_conv(xp: np.ndarray, weights: np.ndarray, s: int, d: int, n_h: int, n_w: int,
+                   scratch: Scratch) -> np.ndarray:
+    """z (N, n_H, n_W, K) of a depthwise convolution (groups = C, K = m·C: output channel k reads input
+    channel k // m) with W (f, f, 1, K): for each tap, the tapped input times that tap's weights,
+    summed — whole-array multiplies and adds along channels, a cache-sized slice of the batch at a
+    time, instead of C thin products."""
+    f, _, _, k = weights.shape
+    n, m = xp.shape[0], k // xp.shape[3]
+    z = np.empty((n, n_h, n_w, k), dtype=weights.dtype)
+    taps = weights.reshape(f, f, k)
+    for start, stop in batch_chunks(n, 2 * n_h * n_w * k * xp.itemsize):
+        source = xp[start:stop] if m == 1 else np.repeat(xp[start:stop], m, axis=3)
+        out = z[start:stop]
+        product = scratch.get("product", out.shape, z.dtype)
+        for i in range(f):
+            for j in range(f):
+                if i == j == 0:
+                    np.multiply(tap_view(source, 0, 0, s, d, n_h, n_w), taps[0, 0], out=out)
+                else:
+                    np.multiply(tap_view(source, i, j, s, d, n_h, n_w), taps[i, j], out=product)
+                    out += product
+    return z
+
+
+def depthwise_conv_grads(xp: np.ndarray, dz: np.ndarray, weights: np.ndarray, s: int, d: int,
+                         input_grad: bool, scratch: Scratch) -> tuple[np.ndarray | None, np.ndarray]:
+    """d loss / d xp (or None) and d loss / d W (f, f, 1, K) of ``depthwise_conv``, from dz (N, n_H, n_W, K)."""
+    f, _, _, k = weights.shape
+    n, n_h, n_w, _ = dz.shape
+    c = xp.shape[3]
+    m = k // c
+    taps = weights.reshape(f, f, k)
+    dw = np.zeros((f, f, k), dtype=dz.dtype)
+    dxp = np.zeros(xp.shape, dtype=dz.dtype) if input_grad else None
+    for start, stop in batch_chunks(n, 2 * n_h * n_w * k * xp.itemsize):
+        source = xp[start:stop] if m == 1 else np.repeat(xp[start:stop], m, axis=3)
+        grad = dz[start:stop]
+        product = scratch.get("product", grad.shape, dz.dtype)
+        target = None
+        if input_grad:
+            target = dxp[start:stop] if m == 1 else np.zeros(source.shape, dtype=dz.dtype)
+        for i in range(f):
+            for j in range(f):
+                np.multiply(tap_view(source, i, j, s, d, n_h, n_w), grad, out=product)
+                dw[i, j] += column_sums(product.reshape(-1, k))
+                if input_grad:
+                    np.multiply(grad, taps[i, j], out=product)
+                    tap_view(target, i, j, s, d, n_h, n_w)[...] += product
+        if input_grad and m > 1:
+            dxp[start:stop] = target.reshape(*target.shape[:3], c, m).sum(axis=4)
+    return dxp, dw.reshape(weights.shape)

@@ -40,7 +40,7 @@ def test_defaults_are_filled():
                                                          {"type": "dense", "units": 3}]})
     conv, pool, dense = config["layers"]
     assert conv == {"type": "conv2d", "filters": 2, "size": 3, "stride": 1, "padding": 0,
-                    "activation": "linear", "name": "conv2d1"}
+                    "activation": "linear", "groups": 1, "dilation": 1, "name": "conv2d1"}
     assert pool["stride"] == 2 and pool["name"] == "maxpool2d1"
     assert dense["activation"] == "linear"
     assert config["name"] == "model"

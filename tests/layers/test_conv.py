@@ -39,6 +39,55 @@ def test_gradients_match_numerical(shape, filters, size, stride, padding, activa
     check_layer_gradients(layer, rng.standard_normal((2,) + shape))
 
 
+GROUPED = [  # input shape, filters, size, stride, padding, groups, dilation
+    ((6, 6, 4), 4, 3, 1, 1, 4, 1),     # depthwise
+    ((7, 6, 3), 6, 3, 2, 2, 3, 1),     # depthwise, two filters per channel, strided
+    ((9, 8, 4), 6, 3, 1, 0, 2, 1),     # grouped
+    ((9, 9, 2), 4, 3, 1, 2, 1, 2),     # dilated
+    ((10, 9, 4), 4, 3, 2, 2, 2, 2),    # grouped, dilated, strided
+    ((9, 9, 3), 3, 3, 1, "same", 3, 3),  # depthwise, dilated, same padding
+    ((8, 7, 2), 2, 2, 1, "same", 1, 2),  # an even size: same padding works where d·(f − 1) is even
+]
+
+
+@pytest.mark.parametrize("shape, filters, size, stride, padding, groups, dilation", GROUPED)
+def test_grouped_and_dilated_forward_matches_plain_loops(shape, filters, size, stride, padding, groups, dilation,
+                                                         rng):
+    layer = make_layer(shape, {"type": "conv2d", "filters": filters, "size": size, "stride": stride,
+                               "padding": padding, "groups": groups, "dilation": dilation})
+    assert layer.params["W"].shape == (size, size, shape[2] // groups, filters)
+    layer.params["b"][...] = rng.standard_normal(filters)
+    x = rng.standard_normal((2,) + shape)
+    expected = conv2d_naive(x, layer.params["W"], layer.params["b"], stride, layer.p, groups, dilation)
+    assert rel_error(layer.forward(x), expected) < 1e-10
+    assert (2, *layer.output_shape) == expected.shape
+
+
+@pytest.mark.parametrize("shape, filters, size, stride, padding, groups, dilation", GROUPED)
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
+def test_grouped_and_dilated_gradients_match_numerical(shape, filters, size, stride, padding, groups, dilation,
+                                                       activation, rng):
+    layer = make_layer(shape, {"type": "conv2d", "filters": filters, "size": size, "stride": stride,
+                               "padding": padding, "groups": groups, "dilation": dilation, "activation": activation})
+    layer.params["b"][...] = rng.standard_normal(filters) * 0.1
+    check_layer_gradients(layer, rng.standard_normal((2,) + shape))
+
+
+def test_groups_must_divide_channels_and_filters():
+    import yamlnet
+    with pytest.raises(yamlnet.ShapeError, match="groups must divide both the input's channels and filters: "
+                                                 "3 input channels and 4 filters in 2 groups"):
+        make_layer((6, 6, 3), {"type": "conv2d", "filters": 4, "size": 3, "groups": 2})
+
+
+def test_dilation_in_the_size_formula_and_the_counts():
+    layer = make_layer((9, 9, 4), {"type": "conv2d", "filters": 8, "size": 3, "dilation": 2, "groups": 2})
+    assert layer.output_shape == (5, 5, 8)  # floor((9 − 2·2 − 1) / 1) + 1
+    assert layer.explain()[0] == "n_H = n_W = floor((9 + 2·0 − 2·(3 − 1) − 1) / 1) + 1 = 5"
+    assert layer.param_count() == 3 * 3 * 2 * 8 + 8 and layer.macs() == 5 * 5 * 8 * 3 * 3 * 2
+    assert layer.hyperparameter_text() == "f=3 s=1 p=0 d=2 g=2"
+
+
 def test_relu_gradients_match_numerical(rng):
     layer = make_layer((6, 6, 2), {"type": "conv2d", "filters": 3, "size": 3, "padding": 1, "activation": "relu"})
     check_layer_gradients(layer, rng.standard_normal((2, 6, 6, 2)))

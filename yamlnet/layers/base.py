@@ -222,33 +222,39 @@ class WindowedLayer(Layer):
         return self.config["stride"]
 
     @property
+    def extent(self) -> int:
+        """How many pixels a window spans: f, or d·(f − 1) + 1 with its taps d apart (a dilated conv)."""
+        return self.f
+
+    @property
     def p(self) -> int:
-        return resolve_padding(self.config["padding"], self.f, self.s)
+        return resolve_padding(self.config["padding"], self.extent, self.s)
 
     def hyperparameter_text(self) -> str:
         return f"f={self.f} s={self.s} p={self.p}"
 
     def drops_pixels(self) -> bool:
-        return any((n + 2 * self.p - self.f) % self.s for n in self.input_shape[:2])
+        return any((n + 2 * self.p - self.extent) % self.s for n in self.input_shape[:2])
+
+    def _window_formula(self, n_in: int) -> str:
+        span = f"{self.f}" if self.extent == self.f else f"{self.d}·({self.f} − 1) − 1"
+        return f"floor(({n_in} + 2·{self.p} − {span}) / {self.s}) + 1"
 
     def explain(self) -> list[str]:
         (n_h, n_w, _), (o_h, o_w, _) = self.input_shape, self.output_shape
-        f, s, p = self.f, self.s, self.p
         if n_h == n_w:
-            return [f"n_H = n_W = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}"]
-        return [f"n_H = floor(({n_h} + 2·{p} − {f}) / {s}) + 1 = {o_h}",
-                f"n_W = floor(({n_w} + 2·{p} − {f}) / {s}) + 1 = {o_w}"]
+            return [f"n_H = n_W = {self._window_formula(n_h)} = {o_h}"]
+        return [f"n_H = {self._window_formula(n_h)} = {o_h}", f"n_W = {self._window_formula(n_w)} = {o_w}"]
 
     def windowed_shape(self, input_shape: Shape, n_out_channels: int) -> Shape:
         """Output volume (n_H, n_W, n_out_channels), checking that it is at least 1 × 1."""
         n_h, n_w, _ = input_shape
-        f, s, p = self.f, self.s, self.p
         sizes = []
         for axis, n_in in (("n_H", n_h), ("n_W", n_w)):
-            n_out = window_output(n_in, f, s, p)
+            n_out = window_output(n_in, self.extent, self.s, self.p)
             if n_out < 1:
-                raise ShapeError(f"output would be smaller than 1: {axis} = floor(({n_in} + 2·{p} − {f}) / {s}) + 1"
-                                 f" = {n_out}; use a smaller size, more padding or a larger input", key="size")
+                raise ShapeError(f"output would be smaller than 1: {axis} = {self._window_formula(n_in)} = {n_out}; "
+                                 "use a smaller size, more padding or a larger input", key="size")
             sizes.append(n_out)
         return (sizes[0], sizes[1], n_out_channels)
 
@@ -259,7 +265,7 @@ def shape_text(shape: Shape) -> str:
 
 
 def window_output(n_in: int, f: int, s: int, p: int) -> int:
-    """The course notes' formula: n_out = floor((n_in + 2p − f) / s) + 1."""
+    """The course notes' formula: n_out = floor((n_in + 2p − f) / s) + 1 (f: the window's extent)."""
     return (n_in + 2 * p - f) // s + 1
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from yamlnet import kernels
 from yamlnet.layers.activation import ACTIVATION_KEY, activate, activate_backward
+from yamlnet.errors import ShapeError
 from yamlnet.layers.base import INT_AT_LEAST_1, PADDING, WindowedLayer, register
 
 
@@ -23,6 +24,12 @@ class Conv2D(WindowedLayer):
     two well-shaped multiplies); otherwise the weight gradient is one multiply with x's columns and
     the input gradient one small multiply and one strided add per kernel offset
     (``kernels.conv_input_grad``, never np.add.at). The first layer computes no input gradient.
+
+    ``groups`` G splits the channels: output channels [g·K/G, (g+1)·K/G) read only input channels
+    [g·C/G, (g+1)·C/G), and W is (f, f, C / G, K); G = C is a depthwise convolution. ``dilation`` d
+    spaces the taps d apart: the window spans d·(f − 1) + 1 pixels. Both as PyTorch's Conv2d means
+    them; a depthwise conv multiplies and adds whole arrays per tap (``kernels.depthwise_conv``), any
+    other grouped or dilated one takes a product per group (``kernels.grouped_conv``).
     """
 
     description = "convolution: filters of f × f × n_C_prev weights plus one bias each"
@@ -32,6 +39,11 @@ class Conv2D(WindowedLayer):
         "stride": {**INT_AT_LEAST_1, "default": 1, "description": "stride s"},
         "padding": {**PADDING, "description": "padding p: pixels of zeros on each side"},
         "activation": {**ACTIVATION_KEY, "description": "g applied to Z"},
+        "groups": {**INT_AT_LEAST_1, "default": 1,
+                   "description": "filters in groups: each reads n_C_prev / groups input channels; "
+                                  "groups = n_C_prev is a depthwise convolution"},
+        "dilation": {**INT_AT_LEAST_1, "default": 1,
+                     "description": "spacing d of the kernel's taps: the window spans d·(f − 1) + 1 pixels"},
     }
     required = ("filters", "size")
     drawn_with_type = False
@@ -42,44 +54,77 @@ class Conv2D(WindowedLayer):
         super().__init__(name, config)
         self.scratch = kernels.Scratch()
 
+    @property
+    def groups(self) -> int:
+        return self.config.get("groups", 1)
+
+    @property
+    def d(self) -> int:
+        return self.config.get("dilation", 1)
+
+    @property
+    def extent(self) -> int:
+        return self.d * (self.f - 1) + 1
+
+    @property
+    def ordinary(self) -> bool:
+        """Neither grouped nor dilated: the fast paths of an ordinary convolution (and fusion) apply."""
+        return self.groups == 1 and self.d == 1
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.input_shape[2]
+
+    def hyperparameter_text(self):
+        return super().hyperparameter_text() + (f" d={self.d}" if self.d > 1 else "") + \
+            (f" g={self.groups}" if self.groups > 1 else "")
+
     def scratch_bytes(self, batch, itemsize):
         """im2col columns (a cache-sized slice of the batch at most) and the input-gradient buffers."""
         n_h, n_w, _ = self.output_shape
-        per_sample = n_h * n_w * self.f * self.f * self.input_shape[2] * itemsize
+        per_sample = n_h * n_w * self.f * self.f * self.input_shape[2] // self.groups * itemsize
         return min(batch * per_sample, kernels.KEEP_COLS_BYTES) + 2 * batch * int(np.prod(self.input_shape)) * itemsize
 
     def onnx(self, graph, inputs, input_shape):
         weights = graph.constant(f"{self.name}/W", self.params["W"].transpose(3, 2, 0, 1))
         return graph.node("Conv", [inputs[0], weights, graph.constant(f"{self.name}/b", self.params["b"])],
                           f"{self.name}/conv", kernel_shape=[self.f, self.f], strides=[self.s, self.s],
-                          pads=[self.p] * 4)
+                          pads=[self.p] * 4, dilations=[self.d, self.d], group=self.groups)
 
     def compute_output_shape(self, input_shape):
-        return self.windowed_shape(input_shape, self.config["filters"])
+        n_c_prev, n_filters, groups = input_shape[2], self.config["filters"], self.groups
+        if n_c_prev % groups or n_filters % groups:
+            raise ShapeError(f"groups must divide both the input's channels and filters: {n_c_prev} input channels "
+                             f"and {n_filters} filters in {groups} groups", key="groups")
+        return self.windowed_shape(input_shape, n_filters)
 
     def param_shapes(self):
         n_c_prev = self.input_shape[2]
-        return {"W": (self.f, self.f, n_c_prev, self.config["filters"]), "b": (self.config["filters"],)}
+        return {"W": (self.f, self.f, n_c_prev // self.groups, self.config["filters"]),
+                "b": (self.config["filters"],)}
 
     def fans(self):
-        f, _, n_c_prev, n_filters = self.param_shapes()["W"]
-        return f * f * n_c_prev, f * f * n_filters
+        f, _, n_c_group, n_filters = self.param_shapes()["W"]
+        return f * f * n_c_group, f * f * n_filters
 
     def macs(self):
         n_h, n_w, n_c = self.output_shape
-        return n_h * n_w * n_c * self.f * self.f * self.input_shape[2]
+        return n_h * n_w * n_c * self.f * self.f * self.input_shape[2] // self.groups
 
     def explain(self):
-        f, n_c_prev, n_filters = self.f, self.input_shape[2], self.config["filters"]
+        f, n_c_prev, n_filters, groups = self.f, self.input_shape[2], self.config["filters"], self.groups
         n_h, n_w, n_c = self.output_shape
+        per_filter = f"{n_c_prev}" if groups == 1 else f"({n_c_prev}/{groups})"
         return super().explain() + [
-            f"params = {f}·{f}·{n_c_prev}·{n_filters} + {n_filters} = {self.param_count():,}",
-            f"mult-adds = {n_h}·{n_w}·{n_c}·{f}·{f}·{n_c_prev} = {self.macs():,}",
+            f"params = {f}·{f}·{per_filter}·{n_filters} + {n_filters} = {self.param_count():,}",
+            f"mult-adds = {n_h}·{n_w}·{n_c}·{f}·{f}·{per_filter} = {self.macs():,}",
         ]
 
     # -- math ----------------------------------------------------------------------------
     def forward(self, x, training=False):
         """x (N, n_H_prev, n_W_prev, n_C_prev) → a (N, n_H, n_W, n_filters)."""
+        if not self.ordinary:
+            return self._forward_grouped(x, training)
         f, s, p = self.f, self.s, self.p
         n_h, n_w, n_filters = self.output_shape
         weights = self.params["W"].reshape(-1, n_filters)  # (f·f·n_C_prev, n_filters)
@@ -104,6 +149,28 @@ class Conv2D(WindowedLayer):
             self._cache = (x, None if from_dz else xp, kept, z)
         return z
 
+    def _forward_grouped(self, x, training):
+        n_h, n_w, _ = self.output_shape
+        xp = kernels.pad(x, self.p)
+        convolve = kernels.depthwise_conv if self.depthwise else \
+            lambda *args: kernels.grouped_conv(*args[:4], self.groups, *args[4:])
+        z = convolve(xp, self.params["W"], self.s, self.d, n_h, n_w, self.scratch)
+        z.reshape(-1, n_w * z.shape[3])[...] += np.tile(self.params["b"], n_w)
+        a = activate(self.activation, z)
+        if training:
+            self._cache = (x, xp, None, a)
+        return a
+
+    def _backward_grouped(self, xp, dz):
+        if self.depthwise:
+            dxp, dw = kernels.depthwise_conv_grads(xp, dz, self.params["W"], self.s, self.d, self.needs_input_grad,
+                                                   self.scratch)
+        else:
+            dxp, dw = kernels.grouped_conv_grads(xp, dz, self.params["W"], self.s, self.d, self.groups,
+                                                 self.needs_input_grad, self.scratch)
+        self.grads["W"][...] = dw
+        return None if dxp is None else kernels.unpad(dxp, self.p)
+
     def _grads_from_dz_columns(self) -> bool:
         return self.needs_input_grad and kernels.grads_from_dz_columns_pay(self.f, self.s, self.p)
 
@@ -116,6 +183,8 @@ class Conv2D(WindowedLayer):
         dz = activate_backward(self.activation, a, grad)
         dz2 = dz.reshape(-1, n_filters)
         self.grads["b"][...] = kernels.column_sums(dz2)
+        if not self.ordinary:
+            return self._backward_grouped(xp, dz)
         if xp is None:  # forward chose dz's columns for both gradients
             dx, self.grads["W"][...] = kernels.conv_grads_from_dz_columns(x, dz, self.params["W"], self.p, self.scratch)
             return dx

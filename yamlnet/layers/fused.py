@@ -45,7 +45,7 @@ def fusable(layers: list[Layer], graph, index: int) -> bool:
     training and 1.1–1.6× at inference (batch 32, LeNet's and the CIFAR net's first layers); over 6
     or more channels it ran 0.95–1.0×, alone and in whole networks (VGG, LeNet's second pair)."""
     conv = layers[index]
-    if not isinstance(conv, Conv2D) or conv.s != 1 or conv.activation not in ("relu", "linear"):
+    if not isinstance(conv, Conv2D) or not conv.ordinary or conv.s != 1 or conv.activation not in ("relu", "linear"):
         return False
     if not kernels.short_window_rows(conv.f, conv.input_shape[2]):
         return False
