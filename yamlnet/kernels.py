@@ -383,40 +383,58 @@ def tap_view(array: np.ndarray, i: int, j: int, s: int, d: int, n_h: int, n_w: i
     return array[:, top:top + s * (n_h - 1) + 1:s, left:left + s * (n_w - 1) + 1:s, :]
 
 
-def grouped_conv(xp: np.ndarray, weights: np.ndarray, s: int, d: int, groups: int, n_h: int, n_w: int,
-                 scratch: Scratch) -> np.ndarray:
-    """z (N, n_H, n_W, K) of a grouped (and/or dilated) convolution of xp (N, H_p, W_p, C) with W
+def padded_slices(x: np.ndarray, p: int, bytes_per_sample: int, scratch: Scratch, name: str = "padded"):
+    """(start, stop, the slice of x padded by p) for cache-sized slices of the batch: each slice is padded
+    into one reused buffer (its zero border written once), so that the taps read it from cache."""
+    n, h, w, c = x.shape
+    for start, stop in batch_chunks(n, bytes_per_sample):
+        if p == 0:
+            yield start, stop, x[start:stop]
+            continue
+        buffer = scratch.zeros_once(name, (stop - start, h + 2 * p, w + 2 * p, c), x.dtype)
+        buffer[:, p:p + h, p:p + w] = x[start:stop]
+        yield start, stop, buffer
+
+
+def grouped_conv(x: np.ndarray, weights: np.ndarray, p: int, s: int, d: int, groups: int, n_h: int, n_w: int,
+                 scratch: Scratch, finish=None) -> np.ndarray:
+    """z (N, n_H, n_W, K) of a grouped (and/or dilated) convolution of x (N, H, W, C) padded by p with W
     (f, f, C / groups, K): output channels [g·K/G, (g+1)·K/G) read input channels [g·C/G, (g+1)·C/G).
     Per group, im2col of its channels from the dilated window view and one product; a cache-sized
-    slice of the batch at a time. Its twin is ``tests/reference.conv2d_naive``."""
+    slice of the batch at a time, ``finish`` (bias and activation, in place) applied to each slice of z
+    while it is in cache. Its twin is ``tests/reference.conv2d_naive``."""
     f, _, c_group, k = weights.shape
-    k_group, n = k // groups, xp.shape[0]
-    z = np.empty((n, n_h, n_w, k), dtype=weights.dtype)
-    for start, stop in batch_chunks(n, n_h * n_w * f * f * c_group * xp.itemsize):
-        view = dilated_windows(xp[start:stop], f, s, d, n_h, n_w)
-        cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), xp.dtype)
+    k_group = k // groups
+    z = np.empty((x.shape[0], n_h, n_w, k), dtype=weights.dtype)
+    for start, stop, xp in padded_slices(x, p, n_h * n_w * f * f * c_group * x.itemsize, scratch):
+        view = dilated_windows(xp, f, s, d, n_h, n_w)
+        cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), x.dtype)
         rows = z[start:stop].reshape(-1, k)
         for g in range(groups):
             np.copyto(cols, view[..., g * c_group:(g + 1) * c_group])
             rows[:, g * k_group:(g + 1) * k_group] = (
                 cols.reshape(-1, f * f * c_group) @ weights[..., g * k_group:(g + 1) * k_group].reshape(-1, k_group))
+        if finish is not None:
+            finish(z[start:stop])
     return z
 
 
-def grouped_conv_grads(xp: np.ndarray, dz: np.ndarray, weights: np.ndarray, s: int, d: int, groups: int,
+def grouped_conv_grads(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, p: int, s: int, d: int, groups: int,
                        input_grad: bool, scratch: Scratch) -> tuple[np.ndarray | None, np.ndarray]:
-    """d loss / d xp (N, H_p, W_p, C) (None unless ``input_grad``) and d loss / d W (f, f, C / G, K) of
+    """d loss / d x (N, H, W, C) (None unless ``input_grad``) and d loss / d W (f, f, C / G, K) of
     ``grouped_conv``, from dz (N, n_H, n_W, K): per group, colsᵀ · dz and dz · Wᵀ, the latter's columns
     added back onto their taps (one strided add per tap, never np.add.at)."""
     f, _, c_group, k = weights.shape
     k_group = k // groups
     n, n_h, n_w, _ = dz.shape
+    h, w = x.shape[1:3]
     dw = np.zeros_like(weights)
-    dxp = np.zeros(xp.shape, dtype=dz.dtype) if input_grad else None
-    for start, stop in batch_chunks(n, n_h * n_w * f * f * c_group * xp.itemsize):
-        view = dilated_windows(xp[start:stop], f, s, d, n_h, n_w)
-        cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), xp.dtype)
+    dx = np.empty(x.shape, dtype=dz.dtype) if input_grad else None
+    for start, stop, xp in padded_slices(x, p, n_h * n_w * f * f * c_group * x.itemsize, scratch):
+        view = dilated_windows(xp, f, s, d, n_h, n_w)
+        cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), x.dtype)
         dz_rows = dz[start:stop].reshape(-1, k)
+        dxp = scratch.zeros("dxp", xp.shape, dz.dtype) if input_grad else None
         for g in range(groups):
             outputs = slice(g * k_group, (g + 1) * k_group)
             np.copyto(cols, view[..., g * c_group:(g + 1) * c_group])
@@ -425,61 +443,82 @@ def grouped_conv_grads(xp: np.ndarray, dz: np.ndarray, weights: np.ndarray, s: i
                 f, f, c_group, k_group)
             if input_grad:
                 dcols = (dz_group @ weights[..., outputs].reshape(-1, k_group).T).reshape(cols.shape)
-                target = dxp[start:stop, :, :, g * c_group:(g + 1) * c_group]
+                target = dxp[..., g * c_group:(g + 1) * c_group]
                 for i in range(f):
                     for j in range(f):
                         tap_view(target, i, j, s, d, n_h, n_w)[...] += dcols[:, :, :, i, j]
-    return dxp, dw
+        if input_grad:
+            dx[start:stop] = dxp[:, p:p + h, p:p + w]
+    return dx, dw
 
 
-def depthwise_conv(xp: np.ndarray, weights: np.ndarray, s: int, d: int, n_h: int, n_w: int,
-                   scratch: Scratch) -> np.ndarray:
+def _tap_rows(array: np.ndarray, i: int, j: int, s: int, d: int, n_h: int, n_w: int) -> np.ndarray:
+    """``tap_view`` as rows of n_W·C values where the stride allows (s = 1: a tap's columns are one
+    contiguous run per row), so that a per-channel vector tiled to a row broadcasts along whole rows."""
+    view = tap_view(array, i, j, s, d, n_h, n_w)
+    return view.reshape(*view.shape[:2], -1) if s == 1 else view
+
+
+def _depthwise_source(xp: np.ndarray, m: int) -> np.ndarray:
+    """The input each output channel reads: xp itself, or with each channel repeated m times (K = m·C)."""
+    return xp if m == 1 else np.repeat(xp, m, axis=3)
+
+
+def depthwise_conv(x: np.ndarray, weights: np.ndarray, p: int, s: int, d: int, n_h: int, n_w: int,
+                   scratch: Scratch, finish=None) -> np.ndarray:
     """z (N, n_H, n_W, K) of a depthwise convolution (groups = C, K = m·C: output channel k reads input
-    channel k // m) with W (f, f, 1, K): for each tap, the tapped input times that tap's weights,
-    summed — whole-array multiplies and adds along channels, a cache-sized slice of the batch at a
-    time, instead of C thin products."""
+    channel k // m) of x (N, H, W, C) padded by p with W (f, f, 1, K): for each tap, the tapped input
+    times that tap's weights, summed — whole-array multiplies and adds along rows of n_W·K values, a
+    cache-sized slice of the batch at a time (padded in cache, ``finish`` applied in cache), instead of
+    C thin products."""
     f, _, _, k = weights.shape
-    n, m = xp.shape[0], k // xp.shape[3]
-    z = np.empty((n, n_h, n_w, k), dtype=weights.dtype)
+    m = k // x.shape[3]
+    z = np.empty((x.shape[0], n_h, n_w, k), dtype=weights.dtype)
     taps = weights.reshape(f, f, k)
-    for start, stop in batch_chunks(n, 2 * n_h * n_w * k * xp.itemsize):
-        source = xp[start:stop] if m == 1 else np.repeat(xp[start:stop], m, axis=3)
+    taps = np.tile(taps, (1, 1, n_w)) if s == 1 else taps
+    for start, stop, xp in padded_slices(x, p, 3 * n_h * n_w * k * x.itemsize, scratch):
+        source = _depthwise_source(xp, m)
         out = z[start:stop]
-        product = scratch.get("product", out.shape, z.dtype)
+        rows = out.reshape(*out.shape[:2], -1) if s == 1 else out
+        product = scratch.get("product", rows.shape, z.dtype)
         for i in range(f):
             for j in range(f):
+                tapped = _tap_rows(source, i, j, s, d, n_h, n_w)
                 if i == j == 0:
-                    np.multiply(tap_view(source, 0, 0, s, d, n_h, n_w), taps[0, 0], out=out)
+                    np.multiply(tapped, taps[0, 0], out=rows)
                 else:
-                    np.multiply(tap_view(source, i, j, s, d, n_h, n_w), taps[i, j], out=product)
-                    out += product
+                    np.multiply(tapped, taps[i, j], out=product)
+                    rows += product
+        if finish is not None:
+            finish(out)
     return z
 
 
-def depthwise_conv_grads(xp: np.ndarray, dz: np.ndarray, weights: np.ndarray, s: int, d: int,
+def depthwise_conv_grads(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, p: int, s: int, d: int,
                          input_grad: bool, scratch: Scratch) -> tuple[np.ndarray | None, np.ndarray]:
-    """d loss / d xp (or None) and d loss / d W (f, f, 1, K) of ``depthwise_conv``, from dz (N, n_H, n_W, K)."""
+    """d loss / d x (or None) and d loss / d W (f, f, 1, K) of ``depthwise_conv``, from dz (N, n_H, n_W, K)."""
     f, _, _, k = weights.shape
     n, n_h, n_w, _ = dz.shape
-    c = xp.shape[3]
+    c, h, w = x.shape[3], x.shape[1], x.shape[2]
     m = k // c
     taps = weights.reshape(f, f, k)
+    taps = np.tile(taps, (1, 1, n_w)) if s == 1 else taps
     dw = np.zeros((f, f, k), dtype=dz.dtype)
-    dxp = np.zeros(xp.shape, dtype=dz.dtype) if input_grad else None
-    for start, stop in batch_chunks(n, 2 * n_h * n_w * k * xp.itemsize):
-        source = xp[start:stop] if m == 1 else np.repeat(xp[start:stop], m, axis=3)
+    dx = np.empty(x.shape, dtype=dz.dtype) if input_grad else None
+    for start, stop, xp in padded_slices(x, p, 3 * n_h * n_w * k * x.itemsize, scratch):
+        source = _depthwise_source(xp, m)
         grad = dz[start:stop]
+        grad = grad.reshape(*grad.shape[:2], -1) if s == 1 else grad
         product = scratch.get("product", grad.shape, dz.dtype)
-        target = None
-        if input_grad:
-            target = dxp[start:stop] if m == 1 else np.zeros(source.shape, dtype=dz.dtype)
+        target = scratch.zeros("dxp", source.shape, dz.dtype) if input_grad else None
         for i in range(f):
             for j in range(f):
-                np.multiply(tap_view(source, i, j, s, d, n_h, n_w), grad, out=product)
+                np.multiply(_tap_rows(source, i, j, s, d, n_h, n_w), grad, out=product)
                 dw[i, j] += column_sums(product.reshape(-1, k))
                 if input_grad:
                     np.multiply(grad, taps[i, j], out=product)
-                    tap_view(target, i, j, s, d, n_h, n_w)[...] += product
-        if input_grad and m > 1:
-            dxp[start:stop] = target.reshape(*target.shape[:3], c, m).sum(axis=4)
-    return dxp, dw.reshape(weights.shape)
+                    _tap_rows(target, i, j, s, d, n_h, n_w)[...] += product
+        if input_grad:
+            target = target if m == 1 else target.reshape(*target.shape[:3], c, m).sum(axis=4)
+            dx[start:stop] = target[:, p:p + h, p:p + w]
+    return dx, dw.reshape(weights.shape)

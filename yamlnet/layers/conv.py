@@ -150,26 +150,33 @@ class Conv2D(WindowedLayer):
         return z
 
     def _forward_grouped(self, x, training):
-        n_h, n_w, _ = self.output_shape
-        xp = kernels.pad(x, self.p)
-        convolve = kernels.depthwise_conv if self.depthwise else \
-            lambda *args: kernels.grouped_conv(*args[:4], self.groups, *args[4:])
-        z = convolve(xp, self.params["W"], self.s, self.d, n_h, n_w, self.scratch)
-        z.reshape(-1, n_w * z.shape[3])[...] += np.tile(self.params["b"], n_w)
-        a = activate(self.activation, z)
+        n_h, n_w, n_filters = self.output_shape
+        bias_row = np.tile(self.params["b"], n_w)
+
+        def finish(z_part):  # bias and g while the slice is in cache
+            z_part.reshape(-1, n_w * n_filters)[...] += bias_row
+            a_part = activate(self.activation, z_part)
+            if a_part is not z_part:
+                z_part[...] = a_part
+
+        if self.depthwise:
+            a = kernels.depthwise_conv(x, self.params["W"], self.p, self.s, self.d, n_h, n_w, self.scratch, finish)
+        else:
+            a = kernels.grouped_conv(x, self.params["W"], self.p, self.s, self.d, self.groups, n_h, n_w,
+                                     self.scratch, finish)
         if training:
-            self._cache = (x, xp, None, a)
+            self._cache = (x, None, None, a)
         return a
 
-    def _backward_grouped(self, xp, dz):
+    def _backward_grouped(self, x, dz):
         if self.depthwise:
-            dxp, dw = kernels.depthwise_conv_grads(xp, dz, self.params["W"], self.s, self.d, self.needs_input_grad,
-                                                   self.scratch)
+            dx, dw = kernels.depthwise_conv_grads(x, dz, self.params["W"], self.p, self.s, self.d,
+                                                  self.needs_input_grad, self.scratch)
         else:
-            dxp, dw = kernels.grouped_conv_grads(xp, dz, self.params["W"], self.s, self.d, self.groups,
-                                                 self.needs_input_grad, self.scratch)
+            dx, dw = kernels.grouped_conv_grads(x, dz, self.params["W"], self.p, self.s, self.d, self.groups,
+                                                self.needs_input_grad, self.scratch)
         self.grads["W"][...] = dw
-        return None if dxp is None else kernels.unpad(dxp, self.p)
+        return dx
 
     def _grads_from_dz_columns(self) -> bool:
         return self.needs_input_grad and kernels.grads_from_dz_columns_pay(self.f, self.s, self.p)
@@ -184,7 +191,7 @@ class Conv2D(WindowedLayer):
         dz2 = dz.reshape(-1, n_filters)
         self.grads["b"][...] = kernels.column_sums(dz2)
         if not self.ordinary:
-            return self._backward_grouped(xp, dz)
+            return self._backward_grouped(x, dz)
         if xp is None:  # forward chose dz's columns for both gradients
             dx, self.grads["W"][...] = kernels.conv_grads_from_dz_columns(x, dz, self.params["W"], self.p, self.scratch)
             return dx
