@@ -39,7 +39,8 @@ LAYER_KEYS = {
     "dropout": st.fixed_dictionaries({"type": st.just("dropout"), "rate": st.floats(0, 0.9)}),
     "activation": st.fixed_dictionaries({"type": st.just("activation"), "activation": _activation}),
     "softmax": st.just({"type": "softmax"}),
-    "batchnorm": st.fixed_dictionaries({"type": st.just("batchnorm")}, optional={"momentum": st.floats(0, 1)}),
+    "batchnorm": st.fixed_dictionaries({"type": st.just("batchnorm")}, optional={"momentum": st.floats(0, 1),
+                                                                               "activation": _activation}),
     "globalavgpool2d": st.just({"type": "globalavgpool2d"}),
     "add": st.fixed_dictionaries({"type": st.just("add"), "activation": _activation}),
     "concat": st.just({"type": "concat"}),
@@ -73,7 +74,8 @@ def _fitting(draw, kind: str, shape: tuple) -> tuple[dict, tuple]:
         keys = {"units": draw(st.integers(2, 5)), "activation": draw(st.sampled_from(["linear", "tanh"]))}
         return keys, (keys["units"],)
     if kind == "batchnorm":
-        return {"momentum": draw(st.sampled_from([0.1, 0.5, 1.0]))}, shape
+        return {"momentum": draw(st.sampled_from([0.1, 0.5, 1.0])),
+                "activation": draw(st.sampled_from(["linear", "linear", "relu"]))}, shape
     if kind == "activation":
         return {"activation": draw(st.sampled_from(["relu", "tanh", "sigmoid"]))}, shape
     if kind == "dropout":

@@ -108,7 +108,23 @@ def _sgd(model, net, learning_rate):
           derandomize=not os.environ.get("YAMLNET_RANDOM"), database=None)
 @given(random_models(), st.sampled_from(["float32", "float64"]), st.integers(0, 10**6))
 def test_graphs_agree_with_pytorch_in_training_steps_then_at_inference(config, dtype, seed):
-    model = yamlnet.build_model({**config, "training": {"dtype": dtype, "seed": seed % 1000}})
+    _agree_in_training_then_at_inference(yamlnet.build_model({**config, "training": {"dtype": dtype,
+                                                                                      "seed": seed % 1000}}), seed)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("resnet20", ["layers.net.with={w1: 4, w2: 8, w3: 8}", "input=[12, 12, 3]"]),
+    ("mobilenet_small", ["layers.net.with={w1: 4, w2: 6, w3: 8, w4: 10}", "input=[12, 12, 3]"]),
+])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_block_examples_agree_with_pytorch(name, overrides, dtype):
+    """ResNet- and MobileNet-shaped files (blocks, projections, depthwise convs), small and fast."""
+    model = yamlnet.build_model(name, [*overrides, f"training.dtype={dtype}", "data.dataset=shapes"])
+    _agree_in_training_then_at_inference(model, 5)
+
+
+def _agree_in_training_then_at_inference(model, seed):
+    config, dtype = model.config, model.config["training"]["dtype"]
     torch_dtype = torch.float64 if dtype == "float64" else torch.float32
     net = TorchGraph(model.layers).to(torch_dtype)
     rng = np.random.default_rng(seed)

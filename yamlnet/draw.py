@@ -2,12 +2,15 @@
 n_H × n_W × n_C, arrows labelled with the layer and its f / s / p — as PNG or SVG, or as Mermaid.
 
 A chain is drawn left to right, five volumes a row; a graph top to bottom, one row per step of
-depth, so that parallel branches stand side by side and every join shows the arrows that meet in it."""
+depth, so that parallel branches stand side by side and every join shows the arrows that meet in it.
+The layers of a block use (``<use>.<layer>``, ``yamlnet.config.blocks``) are framed together and
+the frame named after the use; a model with blocks is drawn as a graph."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from yamlnet.config.blocks import group_path
 from yamlnet.errors import ConfigError
 from yamlnet.graph import INPUT, Graph
 from yamlnet.layers.base import shape_text
@@ -55,7 +58,7 @@ def graph_nodes(config: dict, layers) -> list[dict]:
     """The boxes of a graph: {"label", "shape", "sources" (box indices)}, the input first. A
     batchnorm, activation or dropout that alone reads a layer is drawn in that layer's box."""
     graph = Graph.of(layers)
-    nodes = [{"label": "X-input", "shape": tuple(config["input"]), "sources": []}]
+    nodes = [{"label": "X-input", "shape": tuple(config["input"]), "sources": [], "groups": []}]
     box = {INPUT: 0}
     for index, layer in enumerate(layers):
         sources = graph.sources[index]
@@ -65,19 +68,32 @@ def graph_nodes(config: dict, layers) -> list[dict]:
             continue
         kind = f" ({layer.type})" if layer.drawn_with_type else ""
         nodes.append({"label": layer.label() + kind, "shape": layer.output_shape,
-                      "sources": [box[source] for source in sources]})
+                      "sources": [box[source] for source in sources], "groups": group_path(layer.name)})
         box[index] = len(nodes) - 1
     return nodes
 
 
+def drawn_as_graph(layers) -> bool:
+    """A graph, or a chain with blocks (whose frames need the graph's layout)."""
+    return not Graph.of(layers).is_chain or any(group_path(layer.name) for layer in layers)
+
+
 def mermaid(config: dict, layers) -> str:
     """A Mermaid ``graph LR`` of a chain, like the course notes' figure; ``graph TD`` of a graph,
-    one node per box of ``graph_nodes`` and an edge per input."""
-    if not Graph.of(layers).is_chain:
+    one node per box of ``graph_nodes``, a ``subgraph`` per block use, and an edge per input."""
+    if drawn_as_graph(layers):
         nodes = graph_nodes(config, layers)
-        lines = ["graph TD"]
-        lines += [f'N{index}["{node["label"]}<br/>{shape_text(node["shape"])}"]'.replace("\n", "<br/>")
-                  for index, node in enumerate(nodes)]
+        lines, open_groups = ["graph TD"], []
+        for index, node in enumerate(nodes):
+            shared = 0
+            while shared < min(len(open_groups), len(node["groups"])) and \
+                    open_groups[shared] == node["groups"][shared]:
+                shared += 1
+            lines += ["end"] * (len(open_groups) - shared)
+            lines += [f'subgraph {group.replace(".", "_")} ["{group}"]' for group in node["groups"][shared:]]
+            open_groups = node["groups"]
+            lines.append(f'N{index}["{node["label"]}<br/>{shape_text(node["shape"])}"]'.replace("\n", "<br/>"))
+        lines += ["end"] * len(open_groups)
         lines += [f"N{source} --> N{index}" for index, node in enumerate(nodes) for source in node["sources"]]
         return "\n".join(lines) + "\n"
     nodes = stages(config, layers)
@@ -95,7 +111,7 @@ def mermaid(config: dict, layers) -> str:
 
 def draw(config: dict, layers, path: Path) -> Path:
     """The picture, saved as PNG or SVG by ``path``'s suffix: a chain in rows, a graph top to bottom."""
-    return (draw_chain if Graph.of(layers).is_chain else draw_graph)(config, layers, path)
+    return (draw_graph if drawn_as_graph(layers) else draw_chain)(config, layers, path)
 
 
 def draw_graph(config: dict, layers, path: Path) -> Path:
@@ -132,6 +148,7 @@ def draw_graph(config: dict, layers, path: Path) -> Path:
                                           facecolor="#cfe3f7" if len(node["shape"]) == 3 else "#f7dfc6",
                                           edgecolor="#333"))
             axis.text(x, y, f"{node['label']}\n{shape_text(node['shape'])}", ha="center", va="center", fontsize=7)
+    _frame_groups(axis, nodes, centre, width, height)
     for index, node in enumerate(nodes):
         for source in node["sources"]:
             (x0, y0), (x1, y1) = centre[source], centre[index]
@@ -150,6 +167,25 @@ def draw_graph(config: dict, layers, path: Path) -> Path:
     axis.axis("off")
     axis.set_title(config["name"], fontsize=10)
     return save(figure, path, dpi=120)
+
+
+def _frame_groups(axis, nodes: list[dict], centre: dict, width: float, height: float) -> None:
+    """A dashed frame around the boxes of each block use (outer uses framed wider), named at its top left."""
+    from matplotlib.patches import Rectangle
+
+    members: dict[str, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for group in node["groups"]:
+            members.setdefault(group, []).append(index)
+    deepest = max((len(node["groups"]) for node in nodes), default=0)
+    for group, boxes in members.items():
+        margin = 0.08 + 0.1 * (deepest - group.count("."))
+        xs, ys = [centre[i][0] for i in boxes], [centre[i][1] for i in boxes]
+        left, right = min(xs) - width / 2 - margin, max(xs) + width / 2 + margin
+        bottom, top = min(ys) - height / 2 - margin, max(ys) + height / 2 + margin
+        axis.add_patch(Rectangle((left, bottom), right - left, top - bottom, fill=False, linestyle="--",
+                                 linewidth=0.7, edgecolor="#777"))
+        axis.text(left + 0.05, top - 0.04, group, ha="left", va="top", fontsize=6, color="#555")
 
 
 def draw_chain(config: dict, layers, path: Path) -> Path:

@@ -56,7 +56,8 @@ class Execution:
         """``layers`` for inference, each ``folds_into_linear`` layer (batchnorm) that alone reads a
         ``takes_folded_batchnorm`` one without an activation (a linear conv or dense layer) folded into a
         copy of it: W ← W · a, b ← b · a + c with a, c the batchnorm's per-channel scale and shift (its
-        running statistics), as serving engines do; and the (layer, batchnorm, copy) triples."""
+        running statistics), as serving engines do, the copy applying the batchnorm's activation; and
+        the (layer, batchnorm, copy) triples."""
         folded, folds = list(layers), []
         for index, layer in enumerate(layers):
             source = self.graph.sources[index]
@@ -65,6 +66,7 @@ class Execution:
                     and layers[source[0]].activation == "linear" and self.graph.readers[source[0]] == (index,)):
                 twin = layers[source[0]].replica()
                 twin.params = {key: value.copy() for key, value in twin.params.items()}
+                twin.config = {**twin.config, "activation": layer.activation}  # the batchnorm's g, after the fold
                 folded[source[0]], folded[index] = twin, PassThrough(layer, "folded")
                 folds.append((layers[source[0]], layer, twin))
         return folded, folds

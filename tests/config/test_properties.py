@@ -57,19 +57,23 @@ def expected_shapes(model):
             f = layer["size"]
             s = layer.get("stride", 1 if kind == "conv2d" else f)
             p = layer.get("padding", 0)
+            d, groups = layer.get("dilation", 1), layer.get("groups", 1)
+            span = d * (f - 1) + 1  # PyTorch's extent of a dilated kernel
             if p == "same":
-                if s != 1 or f % 2 == 0:
+                if s != 1 or span % 2 == 0:
                     return None
-                p = (f - 1) // 2
+                p = (span - 1) // 2
             p = 0 if p == "valid" else p
             if kind != "conv2d" and p > f // 2:
                 return None
-            n_h, n_w = (shape[0] + 2 * p - f) // s + 1, (shape[1] + 2 * p - f) // s + 1
+            if kind == "conv2d" and (shape[2] % groups or layer["filters"] % groups):
+                return None
+            n_h, n_w = (shape[0] + 2 * p - span) // s + 1, (shape[1] + 2 * p - span) // s + 1
             if n_h < 1 or n_w < 1:
                 return None
             channels = layer["filters"] if kind == "conv2d" else shape[2]
             if kind == "conv2d":
-                params = f * f * shape[2] * channels + channels
+                params = f * f * (shape[2] // groups) * channels + channels
             shape = (n_h, n_w, channels)
         elif kind == "globalavgpool2d":
             if len(shape) != 3:

@@ -43,3 +43,28 @@ def test_inference_mode_gradients(shape, rng):
     def loss():
         return float(np.sum(layer.forward(x) * upstream))
     assert rel_error(upstream * scale, numerical_gradient(loss, x)) < 1e-8
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_its_activation_is_a_batchnorm_then_that_activation(activation, rng):
+    import yamlnet
+    layers = [{"name": "c", "type": "conv2d", "filters": 3, "size": 3}, {"type": "flatten"},
+              {"type": "dense", "units": 2}]
+    joined = yamlnet.build_model({"input": [6, 6, 2], "layers": [
+        layers[0], {"name": "bn", "type": "batchnorm", "activation": activation}, *layers[1:]],
+        "training": {"dtype": "float64"}})
+    apart = yamlnet.build_model({"input": [6, 6, 2], "layers": [
+        layers[0], {"name": "bn", "type": "batchnorm"}, {"type": "activation", "activation": activation},
+        *layers[1:]], "training": {"dtype": "float64"}})
+    apart.load_weights({f"params/{k}": v for k, v in joined.parameters().items()} |
+                       {f"state/{k}": v for k, v in joined.states().items()})
+    x, y = rng.standard_normal((4, 6, 6, 2)), np.array([0, 1, 1, 0])
+    assert joined.loss_and_grad(x, y) == pytest.approx(apart.loss_and_grad(x, y), rel=1e-12)
+    for key, value in joined.gradients().items():
+        assert rel_error(value, apart.gradients()[key]) < 1e-10, key
+    assert rel_error(joined.forward(x), apart.forward(x)) < 1e-10  # at inference: folded into the conv
+
+
+def test_gradients_with_an_activation(rng):
+    layer = make_layer((4, 4, 3), {"type": "batchnorm", "activation": "tanh"})
+    check_layer_gradients(layer, rng.standard_normal((5, 4, 4, 3)))

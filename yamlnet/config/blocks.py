@@ -112,13 +112,14 @@ class _Expander:
             raise self._error(path + ("repeat",), f"must be a whole number ≥ 1, got {repeat!r}")
         return repeat
 
-    def _bindings(self, use: Mapping, path: PathKey, block_name: str, outer: dict) -> dict:
+    def _bindings(self, use: Mapping, path: PathKey, block_name: str, outer: dict, within: tuple | None) -> dict:
         """parameter → (value, path of the value in the written file) for one use of a block."""
         params = self.blocks[block_name].get("params", {}) or {}
         given = use.get("with", {})
         if not isinstance(given, Mapping):
             raise self._error(path + ("with",), f"must be a mapping of the block's parameters to values, got {given!r}")
-        given = {key: self._substitute(value, path + ("with", key), outer)[0] for key, value in given.items()}
+        given = {key: self._substitute(value, path + ("with", key), outer, self._note(path, within))
+                 for key, value in given.items()}
         for key in given:
             if key not in params:
                 known = ", ".join(params) or "none"
@@ -126,8 +127,9 @@ class _Expander:
                                   f"{_suggest(key, params)} (its parameters: {known})", at_key=True)
         bindings = {}
         for key, default in params.items():
-            if key in given:
-                bindings[key] = (given[key], path + ("with", key))
+            if key in given:  # located where the value was written: here, or where a $param came from
+                value, origins = given[key]
+                bindings[key] = (value, origins.get((), path + ("with", key)))
             elif default is None:
                 raise self._error(path, f"block {block_name} needs a value for its parameter '{key}' "
                                         f"(with: {{{key}: …}})")
@@ -135,25 +137,28 @@ class _Expander:
                 bindings[key] = (default, ("blocks", block_name, "params", key))
         return bindings
 
-    def _substitute(self, value: Any, path: PathKey, bindings: dict) -> tuple[Any, dict]:
-        """``value`` with every ``$param`` replaced; and the written path of each replaced value."""
+    def _substitute(self, value: Any, path: PathKey, bindings: dict, note: str = "") -> tuple[Any, dict]:
+        """``value`` with every ``$param`` replaced; and the written path of each replaced value.
+        ``note`` says, for an error, which use of the block this is."""
         if isinstance(value, str) and value.startswith("$") and len(value) > 1:
             name = value[1:]
             if name not in bindings:
-                where = "here: this is not inside a block" if not bindings else \
-                    f"the block's parameters are {', '.join(bindings)}"
-                raise self._error(path, f"'{value}' names no parameter{_suggest(name, bindings)}; {where}")
+                if not bindings:
+                    raise self._error(path, f"'{value}' names no parameter: $name stands for a parameter only "
+                                            "inside a block's layers")
+                raise self._error(path, f"'{value}' names no parameter of the block{_suggest(name, bindings)} "
+                                        f"(its parameters: {', '.join(bindings)}; in {note})")
             return bindings[name][0], {(): bindings[name][1]}
         if isinstance(value, Mapping):
             out, origins = {}, {}
             for key, item in value.items():
-                out[key], inner = self._substitute(item, path + (key,), bindings)
+                out[key], inner = self._substitute(item, path + (key,), bindings, note)
                 origins.update({(key,) + rest: origin for rest, origin in inner.items()})
             return out, origins
         if isinstance(value, list):
             out, origins = [], {}
             for index, item in enumerate(value):
-                replaced, inner = self._substitute(item, path + (index,), bindings)
+                replaced, inner = self._substitute(item, path + (index,), bindings, note)
                 out.append(replaced)
                 origins.update({(index,) + rest: origin for rest, origin in inner.items()})
             return out, origins
@@ -183,7 +188,8 @@ class _Expander:
                 raise self._error(path + ("name",), f"'{name}': a dot in a name is kept for the names of "
                                                     "expanded blocks (stage1.c1); use _ or -")
             if "inputs" in item:
-                inputs_value, _ = self._substitute(item["inputs"], path + ("inputs",), bindings)
+                inputs_value, _ = self._substitute(item["inputs"], path + ("inputs",), bindings,
+                                                   self._note(path, within))
                 first_inputs = [local.get(n, n) if isinstance(n, str) else n for n in
                                 (inputs_value if isinstance(inputs_value, list) else [inputs_value])]
                 first_inputs = first_inputs if isinstance(inputs_value, list) else first_inputs[0]
@@ -214,7 +220,7 @@ class _Expander:
             chain = " → ".join([*stack, block_name])
             raise self._error(path + ("block",), f"block {block_name} uses itself ({chain}); a block may use "
                                                  "other blocks, never itself")
-        own = self._bindings(use, path, block_name, bindings)
+        own = self._bindings(use, path, block_name, bindings, within)
         line = self.source.marks.get(path, (None,))[0]
         used = f"used as {name}" + (f" at line {line}" if line else "")
         output = first_input
@@ -228,7 +234,7 @@ class _Expander:
     def _layer(self, item: Mapping, path: PathKey, name: str, first_input, repeat: int, bindings: dict,
                within: tuple | None) -> str:
         layer, origins = self._substitute({key: value for key, value in item.items() if key != "repeat"}, path,
-                                          bindings)
+                                          bindings, self._note(path, within))
         previous = first_input
         for copy in range(1, repeat + 1):
             copy_name = f"{name}.{copy}" if repeat > 1 else name

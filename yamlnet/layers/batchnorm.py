@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from yamlnet import kernels, parallel
+from yamlnet.layers.activation import ACTIVATION_KEY, activate, activate_backward
 from yamlnet.layers.base import Layer, register
 
 
@@ -27,6 +28,7 @@ class BatchNorm(Layer):
         "momentum": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.1,
                      "description": "running ← (1 − momentum) · running + momentum · batch statistic"},
         "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "description": "added to the variance"},
+        "activation": {**ACTIVATION_KEY, "description": "g applied after the scale and shift"},
     }
     needs_whole_batch = True
     drawn_inside = transparent_to_init = folds_into_linear = True
@@ -83,7 +85,7 @@ class BatchNorm(Layer):
             wide, (scale, shift) = kernels.channel_rows(x, *self.scale_and_shift())
             out = wide * scale
             out += shift
-            return out.reshape(x.shape)
+            return activate(self.activation, out.reshape(x.shape))
         rows = x.reshape(-1, self.channels)  # (m, C): every value of a channel in one column
         # column sums as matrix-vector products: NumPy's .sum(axis=0) over a few columns is many times slower
         sums = self._batch_sums(np.append(kernels.column_sums(rows), self.dtype.type(len(rows))))
@@ -99,11 +101,12 @@ class BatchNorm(Layer):
             self.state["running_var"] *= 1 - momentum
             self.state["running_var"] += momentum * var * (m / (m - 1) if m > 1 else self.dtype.type(1))
         inv_std = 1 / np.sqrt(var + self.dtype.type(self.config["eps"]))
-        self._cache = (x, mean, inv_std, m)
         _, (scale, beta) = kernels.channel_rows(x, self.params["gamma"] * inv_std, self.params["beta"])
         out *= scale
         out += beta
-        return out.reshape(x.shape)
+        a = activate(self.activation, out.reshape(x.shape))
+        self._cache = (x, mean, inv_std, m, a)
+        return a
 
     def backward(self, grad):
         """With x̂ = (x − μ) · inv_std, s = gamma · inv_std and sums over the m values of a channel:
@@ -111,8 +114,9 @@ class BatchNorm(Layer):
         dx = s · (grad − d beta / m − x̂ · d gamma / m) = s · grad + k · x + c, per channel —
         computed from x itself, so that x̂ is never stored. A shard's grads hold its own part of
         the sums (the model adds the shards' grads); dx needs the whole batch's."""
-        x, mean, inv_std, m = self._cache
+        x, mean, inv_std, m, a = self._cache
         self._cache = None
+        grad = activate_backward(self.activation, a, grad)
         rows = grad.reshape(-1, self.channels)
         own = np.concatenate([kernels.column_sums(rows), kernels.column_sums((grad * x).reshape(-1, self.channels))])
         self.grads["beta"][...] = own[:self.channels]
