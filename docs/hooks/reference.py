@@ -14,7 +14,7 @@ import re
 import typer
 
 MARKER = re.compile(r"<!-- reference: ([a-z_]+) -->")
-COMMON_LAYER_KEYS = ("type", "name", "inputs")
+COMMON_LAYER_KEYS = ("type", "name", "inputs", "repeat")
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -24,7 +24,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
 
 def reference(section: str) -> str:
     """The Markdown of one section: ``top``, ``layers``, ``layer_types``, ``data``, ``datasets``,
-    ``training``, ``sweep`` (from the schema) or ``cli`` (from the typer app)."""
+    ``training``, ``sweep``, ``blocks`` (from the schema) or ``cli`` (from the typer app)."""
     if section == "cli":
         from yamlnet.cli import app
         return cli_markdown(app)
@@ -35,7 +35,8 @@ def reference(section: str) -> str:
               "data": lambda: key_table(schema["$defs"]["data"]["properties"], (), schema["$defs"]["data"]),
               "datasets": lambda: dataset_list(schema),
               "training": lambda: key_table(schema["$defs"]["training"]["properties"], ()),
-              "sweep": lambda: sweep_table(schema)}
+              "sweep": lambda: sweep_table(schema),
+              "blocks": lambda: blocks_markdown(schema)}
     if section not in makers:
         raise ValueError(f"unknown reference section {section!r}; known: {', '.join([*makers, 'cli'])}")
     return makers[section]()
@@ -173,6 +174,15 @@ def layers_markdown(schema: dict) -> str:
 def dataset_list(schema: dict) -> str:
     spec = schema["$defs"]["data"]["properties"]["dataset"]
     return "\n".join(f"- `{name}` — {about}" for name, about in zip(spec["enum"], spec["enumDescriptions"]))
+
+
+def blocks_markdown(schema: dict) -> str:
+    """The keys of a block under ``blocks:``, then those of a use of it in ``layers:``."""
+    block = schema["$defs"]["blocks"]["additionalProperties"]
+    use = schema["$defs"]["block_use"]
+    return "\n".join(["A block, under `blocks: {name: …}`:", "", key_table(block["properties"], block["required"]), "",
+                      "A use of a block, in `layers:` (or in another block's layers):", "",
+                      key_table(use["properties"], use["required"])])
 
 
 def sweep_table(schema: dict) -> str:
