@@ -228,7 +228,14 @@ class WindowedLayer(Layer):
 
     @property
     def p(self) -> int:
-        return resolve_padding(self.config["padding"], self.extent, self.s)
+        try:
+            return resolve_padding(self.config["padding"], self.extent, self.s)
+        except ShapeError:
+            if self.extent == self.f:
+                raise
+            raise ShapeError(f"'same' padding needs stride 1 and a window that spans an odd number of pixels; "
+                             f"size {self.f} spans {self.extent} at this dilation, and the stride is {self.s}",
+                             key="padding") from None
 
     def hyperparameter_text(self) -> str:
         return f"f={self.f} s={self.s} p={self.p}"
