@@ -181,3 +181,11 @@ def test_an_error_inside_a_block_names_the_line_inside_and_the_use():
     assert str(error.value) == ("20:48: layers[10] (stage2.first.c1).filters: must be at least 1, got 0 (in block "
                                 "residual, line 7, used as stage2.first at line 15; block twice, line 15, used as "
                                 "stage2 at line 20)")
+
+
+def test_a_file_may_not_expand_without_bound():
+    huge = {"input": [4, 4, 1], "blocks": {"b": {"layers": [{"name": "x", "type": "activation", "activation": "relu",
+                                                              "repeat": 1000}]}},
+            "layers": [{"name": "u", "block": "b", "repeat": 100}, {"type": "flatten"}, {"type": "dense", "units": 10}]}
+    with pytest.raises(yamlnet.ConfigError, match="expands to more than 10,000 layers"):
+        yamlnet.load_config(huge)

@@ -27,9 +27,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from yamlnet.config.loader import Document, PathKey, default_layer_names
+from yamlnet.config.schema import suggest
 from yamlnet.errors import ConfigError
 
 USE_KEYS = ("name", "block", "with", "inputs", "repeat")
+#: a file may expand to at most this many layers (repeats inside repeats multiply)
+MAX_LAYERS = 10_000
 BLOCK_KEYS = ("params", "layers")
 
 
@@ -53,11 +56,6 @@ def expand(document: Document) -> Document:
     if not has_short_forms(document.data):
         return document
     return _Expander(document).run()
-
-
-def _suggest(word, choices) -> str:
-    from yamlnet.config.schema import suggest
-    return suggest(word, choices)
 
 
 class _Expander:
@@ -96,7 +94,7 @@ class _Expander:
                 raise self._error(path, "a block is a mapping with params and layers")
             for key in block:
                 if key not in BLOCK_KEYS:
-                    raise self._error(path + (key,), f"unknown key '{key}'{_suggest(key, BLOCK_KEYS)} "
+                    raise self._error(path + (key,), f"unknown key '{key}'{suggest(key, BLOCK_KEYS)} "
                                                      f"(a block has params and layers)", at_key=True)
             if not isinstance(block.get("params", {}), Mapping):
                 raise self._error(path + ("params",), "must be a mapping of parameter names to their defaults")
@@ -124,7 +122,7 @@ class _Expander:
             if key not in params:
                 known = ", ".join(params) or "none"
                 raise self._error(path + ("with", key), f"block {block_name} has no parameter '{key}'"
-                                  f"{_suggest(key, params)} (its parameters: {known})", at_key=True)
+                                  f"{suggest(key, params)} (its parameters: {known})", at_key=True)
         bindings = {}
         for key, default in params.items():
             if key in given:  # located where the value was written: here, or where a $param came from
@@ -146,7 +144,7 @@ class _Expander:
                 if not bindings:
                     raise self._error(path, f"'{value}' names no parameter: $name stands for a parameter only "
                                             "inside a block's layers")
-                raise self._error(path, f"'{value}' names no parameter of the block{_suggest(name, bindings)} "
+                raise self._error(path, f"'{value}' names no parameter of the block{suggest(name, bindings)} "
                                         f"(its parameters: {', '.join(bindings)}; in {note})")
             return bindings[name][0], {(): bindings[name][1]}
         if isinstance(value, Mapping):
@@ -206,7 +204,7 @@ class _Expander:
              stack: tuple, within: tuple | None) -> str:
         for key in use:
             if key not in USE_KEYS:
-                raise self._error(path + (key,), f"unknown key '{key}'{_suggest(key, USE_KEYS)} (a block use has "
+                raise self._error(path + (key,), f"unknown key '{key}'{suggest(key, USE_KEYS)} (a block use has "
                                                  f"{', '.join(USE_KEYS)}; the block's parameters go under with)",
                                   at_key=True)
         if "name" not in use:
@@ -214,7 +212,7 @@ class _Expander:
         block_name = use["block"]
         if block_name not in self.blocks:
             known = ", ".join(map(str, self.blocks)) or "none: define them under blocks"
-            raise self._error(path + ("block",), f"no block named {block_name!r}{_suggest(block_name, self.blocks)}"
+            raise self._error(path + ("block",), f"no block named {block_name!r}{suggest(block_name, self.blocks)}"
                                                  f" (blocks: {known})")
         if block_name in stack:
             chain = " → ".join([*stack, block_name])
@@ -267,6 +265,9 @@ class _Expander:
         """Append one plain layer, with the marks of where it was written (and of where each ``$param``
         value came from), so that errors point into the file."""
         index = len(self.layers)
+        if index == MAX_LAYERS:
+            raise self._error(path, f"the file expands to more than {MAX_LAYERS:,} layers (repeats inside repeats "
+                                    "multiply); use fewer")
         self.layers.append(layer)
         target = ("layers", index)
         for table, source in ((self.result.marks, self.source.marks), (self.result.key_marks, self.source.key_marks)):
