@@ -51,8 +51,20 @@ def test_a_state_that_does_not_fit_is_refused():
 
 
 def test_schedules():
-    training = {"learning_rate": 0.1, "epochs": 10, "lr_schedule": {"type": "step", "step_size": 3, "gamma": 0.5}}
+    training = {"learning_rate": 0.1, "epochs": 10, "lr_schedule": {"type": "step", "step_size": 3, "gamma": 0.5,
+                                                                    "warmup_epochs": 0}}
     assert [learning_rate_at(training, e) for e in (0, 2, 3, 6)] == [0.1, 0.1, 0.05, 0.025]
-    training["lr_schedule"] = {"type": "cosine"}
+    training["lr_schedule"] = {"type": "cosine", "warmup_epochs": 0}
     assert learning_rate_at(training, 0) == 0.1 and learning_rate_at(training, 5) == pytest.approx(0.05)
     assert learning_rate_at(training, 9) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.9)))
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement_and_never_below_min_lr():
+    training = {"learning_rate": 0.1, "epochs": 9, "lr_schedule": {
+        "type": "plateau", "metric": "val_loss", "patience": 1, "factor": 0.5, "min_lr": 0.03, "warmup_epochs": 0}}
+    records = [{"val_loss": value} for value in (1.0, 0.5, 0.6, 0.55, 0.7, 0.4, 0.45, 0.41, 0.5)]
+    rates = [learning_rate_at(training, epoch, records[:epoch]) for epoch in range(9)]
+    # bad epochs: 0.6, 0.55 (2 > patience 1: halve, count again), 0.7, then 0.4 is better; 0.45, 0.41 → floor 0.03
+    assert rates == [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.03]
+    records = [{"val_loss": None, "loss": value} for value in (1.0, 1.0, 1.0)]  # no validation part
+    assert learning_rate_at({**training, "epochs": 3}, 3, records) == 0.05

@@ -150,3 +150,70 @@ def _agree_in_training_then_at_inference(model, seed):
     with torch.no_grad():
         expected = torch.softmax(net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())), 1).numpy()
     assert np.max(np.abs(model.forward(x) - expected)) <= tolerance
+
+
+def _rates(training, metrics=()):
+    from yamlnet.optim import learning_rate_at
+    records = [{"val_loss": value, "loss": value} for value in metrics]
+    return [learning_rate_at(training, epoch, records[:epoch]) for epoch in range(training["epochs"])]
+
+
+def _torch_rates(make, epochs, base, metrics=None):
+    parameter = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=base)
+    scheduler = make(optimizer)
+    rates = []
+    for epoch in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step(*([metrics[epoch]] if metrics is not None else []))
+    return rates
+
+
+def _training(**schedule):
+    from yamlnet.config import load_config
+    epochs = schedule.pop("epochs")
+    config = load_config({"input": [8, 8, 1], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}],
+                          "training": {"epochs": epochs, "learning_rate": 0.2, "lr_schedule": schedule}})
+    return config["training"]
+
+
+@pytest.mark.parametrize("epochs, pct_start, div_factor, final_div_factor", [
+    (10, 0.3, 25.0, 1e4), (7, 0.25, 10.0, 100.0), (40, 0.5, 5.0, 1e3), (3, 0.3, 25.0, 1e4)])
+def test_onecycle_gives_pytorchs_rates(epochs, pct_start, div_factor, final_div_factor):
+    training = _training(type="onecycle", epochs=epochs, pct_start=pct_start, div_factor=div_factor,
+                         final_div_factor=final_div_factor)
+    expected = _torch_rates(lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.2, total_steps=epochs, pct_start=pct_start, div_factor=div_factor,
+        final_div_factor=final_div_factor, cycle_momentum=False), epochs, 0.2)
+    assert _rates(training) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("metric, patience, factor, min_lr", [
+    ("val_loss", 2, 0.5, 0.0), ("val_loss", 0, 0.1, 0.003), ("val_accuracy", 1, 0.3, 0.0)])
+def test_plateau_gives_pytorchs_rates(metric, patience, factor, min_lr):
+    values = list(np.random.default_rng(patience).permutation([1.0, 0.9, 0.95, 0.9, 0.9, 0.91, 0.85, 0.86, 0.87,
+                                                               0.88, 0.89, 0.84, 0.84, 0.9, 0.7, 0.71, 0.72, 0.73]))
+    training = _training(type="plateau", epochs=len(values), metric=metric, patience=patience, factor=factor,
+                         min_lr=min_lr)
+    from yamlnet.optim import learning_rate_at
+    records = [{metric: value} for value in values]
+    ours = [learning_rate_at(training, epoch, records[:epoch]) for epoch in range(len(values))]
+    expected = _torch_rates(lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min" if metric == "val_loss" else "max", factor=factor, patience=patience, min_lr=min_lr),
+        len(values), 0.2, values)
+    assert ours == pytest.approx(expected, rel=1e-12)
+    assert len(set(ours)) > 1  # the sequence reduced at least once
+
+
+@pytest.mark.parametrize("after, warmup, start", [("cosine", 3, 0.1), ("step", 2, 0.25), ("constant", 4, 0.5)])
+def test_warmup_then_a_schedule_gives_pytorchs_rates(after, warmup, start):
+    epochs = 12
+    training = _training(type=after, epochs=epochs, warmup_epochs=warmup, warmup_start=start, step_size=3, gamma=0.5)
+    following = {"cosine": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs - warmup),
+                 "step": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5),
+                 "constant": lambda opt: torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)}[after]
+    expected = _torch_rates(lambda opt: torch.optim.lr_scheduler.SequentialLR(
+        opt, [torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, total_iters=warmup), following(opt)],
+        milestones=[warmup]), epochs, 0.2)
+    assert _rates(training) == pytest.approx(expected, rel=1e-12)

@@ -320,20 +320,29 @@ def test_epoch_lines_fit_80_columns():
     assert lines[1].split()[0] == "1000/1000" and lines[2].split()[3] == "-"
 
 
-def test_a_finished_run_extended_ends_as_a_run_trained_that_long(tmp_path):
-    whole = train(with_training(epochs=4), out=tmp_path / "whole").run_dir
-    train(with_training(epochs=2), out=tmp_path / "short")
-    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "short"), "--set", "training.epochs=4",
+@pytest.mark.parametrize("schedule", [{"type": "constant"}, {"type": "plateau", "patience": 0, "factor": 0.5,
+                                                               "metric": "val_accuracy", "warmup_epochs": 1}])
+def test_a_finished_run_extended_ends_as_a_run_trained_that_long(tmp_path, schedule):
+    epochs = 4 if schedule["type"] == "constant" else 8
+    whole = train(with_training(epochs=epochs, lr_schedule=schedule), out=tmp_path / "whole").run_dir
+    train(with_training(epochs=epochs // 2, lr_schedule=schedule), out=tmp_path / "short")
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "short"), "--set", f"training.epochs={epochs}",
                                       "--quiet"])
     assert result.exit_code == 0, result.output
     assert metrics_without_seconds(tmp_path / "short") == metrics_without_seconds(whole)
     for key, value in weights(whole).items():
         assert np.array_equal(value, weights(tmp_path / "short")[key]), key
     text = (tmp_path / "short" / "config.yaml").read_text()
-    assert "# resumed with --set training.epochs=4" in text and "epochs: 4" in text
+    assert f"# resumed with --set training.epochs={epochs}" in text and f"epochs: {epochs}" in text
+    if schedule["type"] == "plateau":  # the rate fell on the way: what resumed went on from the records
+        rates = [record["learning_rate"] for record in metrics_without_seconds(whole)]
+        assert rates[0] < rates[1] and len(set(rates[1:])) > 1, rates
 
 
 def test_extending_is_refused_where_it_would_not_be_the_same_run(tmp_path):
+    train(with_training(epochs=1, lr_schedule={"type": "onecycle"}), out=tmp_path / "onecycle")
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "onecycle"), "--set", "training.epochs=3"])
+    assert result.exit_code == 2 and "onecycle learning-rate schedule is shaped by training.epochs" in result.output
     train(with_training(epochs=1, lr_schedule={"type": "cosine"}), out=tmp_path / "cosine")
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "cosine"), "--set", "training.epochs=3"])
     assert result.exit_code == 2 and "cosine learning-rate schedule is shaped by training.epochs" in result.output

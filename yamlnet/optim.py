@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from yamlnet.metrics import direction
+
 
 class Optimizer:
     def __init__(self, params: dict[str, np.ndarray], training: dict):
@@ -87,15 +89,66 @@ class Adam(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 
-def learning_rate_at(training: dict, epoch: int) -> float:
-    """The learning rate for ``epoch`` (0-based) under ``training.lr_schedule``."""
-    base = training["learning_rate"]
-    schedule = training["lr_schedule"]
-    if schedule["type"] == "step":
-        return base * schedule["gamma"] ** (epoch // schedule["step_size"])
-    if schedule["type"] == "cosine":
-        return base * 0.5 * (1 + math.cos(math.pi * epoch / training["epochs"]))
+def learning_rate_at(training: dict, epoch: int, history: list[dict] = ()) -> float:
+    """The learning rate for ``epoch`` (0-based) under ``training.lr_schedule``, as PyTorch's schedulers
+    give it when stepped once an epoch: ``step`` (StepLR), ``cosine`` (CosineAnnealingLR to 0 at the last
+    epoch), ``onecycle`` (OneCycleLR with ``learning_rate`` as max_lr), ``plateau`` (ReduceLROnPlateau on
+    ``metric``), each after ``warmup_epochs`` of LinearLR from ``warmup_start`` · learning_rate (SequentialLR).
+    ``history``: the records of the epochs finished so far (metrics.jsonl's), which ``plateau`` replays:
+    a resumed run needs no other state to continue on the same rates."""
+    base, schedule = training["learning_rate"], training["lr_schedule"]
+    warmup = schedule["warmup_epochs"]
+    if epoch < warmup:
+        start = schedule["warmup_start"]
+        return base * (start + (1 - start) * epoch / warmup)
+    step, span = epoch - warmup, training["epochs"] - warmup
+    kind = schedule["type"]
+    if kind == "step":
+        return base * schedule["gamma"] ** (step // schedule["step_size"])
+    if kind == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * step / span))
+    if kind == "onecycle":
+        return _one_cycle(base, step, span, schedule)
+    if kind == "plateau":
+        return _plateau(base, list(history)[warmup:epoch], schedule)
     return base
 
 
-SCHEDULES = ("constant", "step", "cosine")
+def _cosine_between(start: float, end: float, fraction: float) -> float:
+    return end + (start - end) / 2 * (math.cos(math.pi * fraction) + 1)
+
+
+def _one_cycle(peak: float, step: int, total: int, schedule: dict) -> float:
+    """PyTorch's OneCycleLR (two phases, cosine): from peak / div_factor up to peak over pct_start of
+    the steps, then down to peak / div_factor / final_div_factor."""
+    initial = peak / schedule["div_factor"]
+    lowest = initial / schedule["final_div_factor"]
+    up_end, down_end = float(schedule["pct_start"] * total) - 1, total - 1
+    if step <= up_end:
+        return _cosine_between(initial, peak, step / up_end)
+    return _cosine_between(peak, lowest, (step - up_end) / (down_end - up_end))
+
+
+def _plateau(base: float, records: list[dict], schedule: dict) -> float:
+    """PyTorch's ReduceLROnPlateau (relative threshold 1e-4, no cooldown) replayed over the epochs' records:
+    × factor when ``metric`` has not improved for more than ``patience`` epochs, never below min_lr."""
+    metric, sign = schedule["metric"], direction(schedule["metric"])
+    rate, best, bad = base, None, 0
+    for record in records:
+        value = record.get(metric)
+        if value is None:  # no validation part: the training metric stands in, as for early stopping
+            value = record[metric.removeprefix("val_")]
+        if best is None or (value > best * (1 + 1e-4) if sign > 0 else value < best * (1 - 1e-4)):
+            best, bad = value, 0
+        else:
+            bad += 1
+        if bad > schedule["patience"]:
+            lowered = max(rate * schedule["factor"], schedule["min_lr"])
+            rate = lowered if rate - lowered > 1e-8 else rate
+            bad = 0
+    return rate
+
+
+SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
+#: the schedules whose rates depend on training.epochs: a run under one cannot be extended to more epochs
+SHAPED_BY_EPOCHS = ("cosine", "onecycle")

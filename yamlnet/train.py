@@ -25,7 +25,7 @@ from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.metrics import direction
 from yamlnet.model import Model, load_model
 from yamlnet.npzio import write_text_atomic
-from yamlnet.optim import OPTIMIZERS, learning_rate_at
+from yamlnet.optim import OPTIMIZERS, SHAPED_BY_EPOCHS, learning_rate_at
 from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.signals import StopRequest
@@ -124,7 +124,7 @@ def _resumed_config(run_dir: Path, overrides) -> tuple[dict, Document]:
                         f"{', '.join(sorted(_EXTENDABLE))} may change, not {', '.join(sorted(changed - _EXTENDABLE))}",
                         file=str(run_dir))
     schedule = config["training"]["lr_schedule"]["type"]
-    if "training.epochs" in changed and schedule != "constant":
+    if "training.epochs" in changed and schedule in SHAPED_BY_EPOCHS:
         raise DataError(f"its {schedule} learning-rate schedule is shaped by training.epochs, so a run extended "
                         f"to more epochs would not be the run trained that long from the start; start a new run "
                         f"(training.init_weights can take these weights)", file=str(run_dir))
@@ -306,7 +306,8 @@ class _Trainer:
             train = self.data.train
             self.order = self.shuffle_rng.permutation(train) if self.config["data"]["shuffle"] else train
         self.reporter.start_epoch(self.state.epoch + 1, self.training["epochs"], self.n_batches, self.state.batch)
-        return learning_rate_at(self.training, self.state.epoch), time.perf_counter(), self.state.seen
+        rate = learning_rate_at(self.training, self.state.epoch, self.metrics)
+        return rate, time.perf_counter(), self.state.seen
 
     def _train_batch(self, learning_rate: float, started: float, seen_before: int) -> None:
         """One gradient step on the next batch, augmented as ``data.augment`` says."""

@@ -45,7 +45,9 @@ def test_defaults_are_filled():
     assert dense["activation"] == "linear"
     assert config["name"] == "model"
     assert config["data"]["dataset"] == "digits" and config["training"]["optimizer"] == "sgd"
-    assert config["training"]["lr_schedule"] == {"type": "constant", "step_size": 10, "gamma": 0.1}
+    schedule = config["training"]["lr_schedule"]
+    assert {key: schedule[key] for key in ("type", "step_size", "gamma", "warmup_epochs", "patience")} == \
+        {"type": "constant", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0, "patience": 10}
     assert "path" not in config["data"]  # defaults of other data sets' keys are not kept
 
 

@@ -49,10 +49,31 @@ TRAINING_PROPERTIES = {
         "description": "learning rate by epoch",
         "properties": {
             "type": {"enum": list(SCHEDULES), "default": "constant",
-                     "description": "constant; step: × gamma every step_size epochs; cosine: to 0 at the last epoch"},
+                     "description": "constant; step: × gamma every step_size epochs; cosine: to 0 at the last epoch; "
+                                    "onecycle: up to learning_rate and down again (PyTorch's OneCycleLR); plateau: × "
+                                    "factor when metric stops improving (ReduceLROnPlateau)"},
             "step_size": {"type": "integer", "minimum": 1, "default": 10, "description": "step: epochs per step"},
             "gamma": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
                       "description": "step: factor per step"},
+            "warmup_epochs": {"type": "integer", "minimum": 0, "default": 0,
+                              "description": "epochs of linear warm-up from warmup_start · learning_rate before the "
+                                             "schedule, which then runs as if it started there"},
+            "warmup_start": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1,
+                             "description": "warmup_epochs: the first epoch's share of learning_rate"},
+            "metric": {"enum": list(METRICS), "default": "val_loss",
+                       "description": "plateau: the metric watched (without validation data, the training one)"},
+            "factor": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.1,
+                       "description": "plateau: the rate's factor at each reduction"},
+            "patience": {"type": "integer", "minimum": 0, "default": 10,
+                         "description": "plateau: epochs without improvement (by 0.01 %) before a reduction"},
+            "min_lr": {"type": "number", "minimum": 0, "default": 0.0,
+                       "description": "plateau: the rate is never reduced below this"},
+            "pct_start": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.3,
+                          "description": "onecycle: the share of the epochs spent rising"},
+            "div_factor": {"type": "number", "minimum": 1, "default": 25.0,
+                           "description": "onecycle: the first rate is learning_rate / div_factor"},
+            "final_div_factor": {"type": "number", "minimum": 1, "default": 10000.0,
+                                 "description": "onecycle: the last rate is the first / final_div_factor"},
         },
     },
     "early_stopping": {
