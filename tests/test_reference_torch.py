@@ -217,3 +217,38 @@ def test_warmup_then_a_schedule_gives_pytorchs_rates(after, warmup, start):
         opt, [torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, total_iters=warmup), following(opt)],
         milestones=[warmup]), epochs, 0.2)
     assert _rates(training) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("smoothing, weighted", [(0.1, False), (0.0, True), (0.25, True)])
+def test_label_smoothing_and_class_weights_give_pytorchs_loss_and_gradient(smoothing, weighted):
+    from yamlnet.losses import CrossEntropy
+    rng = np.random.default_rng(3)
+    logits, labels = rng.standard_normal((7, 4)) * 3, rng.integers(0, 4, 7)
+    weights = rng.uniform(0.2, 3, 4) if weighted else None
+    loss, grad, _ = CrossEntropy(smoothing, weights)(logits, labels)
+    z = torch.from_numpy(logits).requires_grad_()
+    expected = nn.functional.cross_entropy(z, torch.from_numpy(labels), label_smoothing=smoothing,
+                                           weight=None if weights is None else torch.from_numpy(weights))
+    expected.backward()
+    assert loss == pytest.approx(expected.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_a_weighted_smoothed_model_gives_pytorchs_loss_and_gradients():
+    model = yamlnet.build_model({"input": [6, 6, 2], "layers": [
+        {"type": "conv2d", "filters": 3, "size": 3, "activation": "relu"}, {"type": "flatten"},
+        {"type": "dense", "units": 4}, {"type": "softmax"}],
+        "training": {"dtype": "float64", "label_smoothing": 0.2, "seed": 1}})
+    weights = np.array([0.5, 2.0, 1.0, 3.0])
+    model.executor.loss.weights = weights
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((9, 6, 6, 2)), rng.integers(0, 4, 9)
+    loss = model.loss_and_grad(x, y)
+    net = TorchGraph(model.layers).to(torch.float64)
+    logits = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    expected = nn.functional.cross_entropy(logits, torch.from_numpy(y), label_smoothing=0.2,
+                                           weight=torch.from_numpy(weights))
+    expected.backward()
+    assert loss == pytest.approx(expected.item(), rel=1e-10)
+    for key, grad in net.grads().items():
+        np.testing.assert_allclose(model.gradients()[key], grad, rtol=1e-8, atol=1e-12, err_msg=key)

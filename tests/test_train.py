@@ -380,3 +380,22 @@ def test_starting_from_trained_weights_and_freezing_layers(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and "head cannot be loaded from" in result.output
     assert "no such layer there" in result.output
+
+
+def test_class_weights_and_label_smoothing_from_the_file(tmp_path):
+    result = train(with_training(epochs=1, label_smoothing=0.1, class_weights={"3": 2.0, "7": 0.5}),
+                   out=tmp_path / "named")
+    summary = (result.run_dir / "summary.txt").read_text()
+    assert "loss: cross-entropy with label smoothing 0.1; class weights 0 1, 1 1, 2 1, 3 2, 4 1" in summary
+    balanced = train(with_training(epochs=1, class_weights="balanced"), out=tmp_path / "balanced")
+    assert "class weights 0 " in (balanced.run_dir / "summary.txt").read_text()
+    assert result.metrics[0]["loss"] != train(with_training(epochs=1), out=tmp_path / "plain").metrics[0]["loss"]
+
+
+def test_a_class_weight_for_no_class_is_one_located_line(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(with_training(epochs=1, class_weights={"threee": 2.0}), sort_keys=False))
+    result = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "training.class_weights.threee: is not a class of the data (classes: 0, 1, 2" in result.output
+    assert str(path) in result.output and len(result.output.strip().splitlines()) == 1

@@ -81,11 +81,12 @@ def until(condition, what: str):
     return what
 
 
-def steps(monkeypatch, processes: bool, shards: int, batches, config=NET) -> list:
+def steps(monkeypatch, processes: bool, shards: int, batches, config=NET, class_weights=None) -> list:
     """Train ``config`` on the batches (x, y) with plain SGD; each step's loss, probabilities, gradients,
     batchnorm state, and then the outputs at inference (on the running statistics)."""
     monkeypatch.setattr(workers, "ENABLED", processes)
     model = yamlnet.build_model(with_shards(shards, config))
+    model.executor.loss.weights = class_weights
     seen = []
     for x, y in batches:
         loss, probs = model.train_step_forward(x, y)
@@ -124,6 +125,17 @@ def test_processes_give_exactly_what_threads_give(monkeypatch, shards):
     other sizes too (a larger one starts the workers again with bigger buffers, one cut into fewer
     shards uses some of them)."""
     assert_same(steps(monkeypatch, False, shards, BATCHES), steps(monkeypatch, True, shards, BATCHES))
+
+
+def test_a_smoothed_weighted_loss_is_the_same_in_processes_on_threads_and_whole(monkeypatch):
+    """Each shard divides by the whole batch's total weight, so the cut changes nothing but the order of sums."""
+    smoothed = {**NET, "training": {**NET["training"], "label_smoothing": 0.1}}
+    weights = np.array([0.5, 2.0, 1.0, 1.5])
+    in_processes = steps(monkeypatch, True, 2, BATCHES, smoothed, weights)
+    assert_same(in_processes, steps(monkeypatch, False, 2, BATCHES, smoothed, weights))
+    whole = steps(monkeypatch, False, 1, BATCHES[:1], smoothed, weights)
+    assert in_processes[0][0] == pytest.approx(whole[0][0], rel=1e-6)
+    assert in_processes[0][0] != steps(monkeypatch, False, 1, BATCHES[:1], smoothed)[0][0]  # the weights count
 
 
 def test_on_one_core_the_shards_run_one_after_another_with_the_same_numbers(monkeypatch):

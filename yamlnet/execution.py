@@ -14,7 +14,7 @@ import numpy as np
 from yamlnet.graph import INPUT, Graph, run_backward, run_forward
 from yamlnet.layers import Layer
 from yamlnet.layers.fused import PassThrough, fuse
-from yamlnet.losses import softmax_cross_entropy
+from yamlnet.losses import CrossEntropy
 
 
 def mark_input_grads(layers: list[Layer], graph: Graph) -> None:
@@ -34,8 +34,9 @@ def logits_index(layers: list[Layer], graph: Graph) -> int:
 class Execution:
     """How a model's ``graph`` of layers runs: its lists (``lists``), forward, and a training step."""
 
-    def __init__(self, graph: Graph, logits_at: int):
+    def __init__(self, graph: Graph, logits_at: int, loss: CrossEntropy | None = None):
         self.graph, self.logits_at = graph, logits_at
+        self.loss = loss or CrossEntropy()
         self._lists: dict[tuple[int, bool], tuple[list[Layer], list]] = {}
 
     def lists(self, layers: list[Layer], training: bool) -> list[Layer]:
@@ -75,16 +76,18 @@ class Execution:
         """The last layer's output for x (N, n_H, n_W, n_C), already normalized."""
         return run_forward(self.lists(layers, training), self.graph, x, training)
 
-    def train_step(self, layers: list[Layer], x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
-        """Forward, fused softmax cross-entropy and backward of x (n, …) — a whole batch, or one shard
-        of a batch of ``batch_size`` — with labels y (n,), filling ``layers``' grads with its part of the
-        batch mean's; returns (its part of the loss, probabilities (n, n_classes))."""
-        return self.step(self.lists(layers, True), x, y, batch_size)
+    def train_step(self, layers: list[Layer], x: np.ndarray, y: np.ndarray, divisor: float) -> tuple[float, np.ndarray]:
+        """Forward, fused softmax cross-entropy (``self.loss``) and backward of x (n, …) — a whole batch,
+        or one shard of a batch whose loss divides by ``divisor`` (``self.loss.divisor`` of the whole
+        batch's labels: its size, without class weights) — with labels y (n,), filling ``layers``' grads
+        with its part of the batch mean's; returns (its part of the loss, probabilities (n, n_classes))."""
+        return self.step(self.lists(layers, True), x, y, divisor)
 
-    def step(self, run: list[Layer], x: np.ndarray, y: np.ndarray, batch_size: int, loss=softmax_cross_entropy):
+    def step(self, run: list[Layer], x: np.ndarray, y: np.ndarray, divisor: float, loss=None):
         """The one forward → loss → backward of yamlnet, over an execution list ``run``: ``loss(logits,
-        y, batch_size)`` gives (loss, d loss / d logits, probabilities), and that is returned but the gradient."""
+        y, divisor)`` (default ``self.loss``) gives (loss, d loss / d logits, probabilities), and that is
+        returned but the gradient."""
         logits = run_forward(run, self.graph, x, training=True, until=self.logits_at)
-        value, grad, probs = loss(logits, y, batch_size)
+        value, grad, probs = (loss or self.loss)(logits, y, divisor)
         run_backward(run, self.graph, grad, self.logits_at)
         return value, probs

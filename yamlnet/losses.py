@@ -26,3 +26,65 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
     grad[rows, labels] -= 1
     grad /= batch_size
     return loss, grad, probs
+
+
+class CrossEntropy:
+    """The training loss: softmax cross-entropy with PyTorch's ``label_smoothing`` ε and class ``weights``
+    w (C,) — for a sample of label y, −Σ_c a_c log p_c with a_c = (1 − ε)·w_y·[c = y] + ε·w_c / C — and
+    its mean over the batch divided by Σ w_y of the batch's labels (N without weights), as
+    ``torch.nn.functional.cross_entropy`` takes it. Without either, ``softmax_cross_entropy`` itself."""
+
+    def __init__(self, smoothing: float = 0.0, weights: np.ndarray | None = None):
+        self.smoothing, self.weights = smoothing, weights
+
+    def divisor(self, labels: np.ndarray) -> float:
+        """What the mean over a whole batch with these labels divides by: every shard of it divides by this."""
+        return len(labels) if self.weights is None else float(self.weights[labels].sum())
+
+    def __call__(self, logits: np.ndarray, labels: np.ndarray,
+                 divisor: float | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+        """logits (N, C), labels (N,) → (loss, d loss / d logits (N, C), probabilities (N, C))."""
+        if self.smoothing == 0 and self.weights is None:
+            return softmax_cross_entropy(logits, labels, divisor)
+        n, classes = logits.shape
+        divisor = self.divisor(labels) if divisor is None else divisor
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        weights = np.ones(classes, dtype=logits.dtype) if self.weights is None else self.weights.astype(logits.dtype)
+        targets = np.zeros_like(logits)  # a (N, C): each row's weights on the log-probabilities
+        targets += self.smoothing / classes * weights
+        targets[np.arange(n), labels] += (1 - self.smoothing) * weights[labels]
+        log_probs = shifted - np.log(total)
+        loss = float(-np.sum(targets * log_probs) / divisor)
+        probs = exp / total
+        grad = probs * targets.sum(axis=1, keepdims=True) - targets  # d/dz of −Σ a log softmax(z) = p·Σa − a
+        grad /= divisor
+        return loss, grad, probs
+
+
+def class_weights(setting, classes: list[str], train_labels: np.ndarray) -> np.ndarray | None:
+    """``training.class_weights`` as an array (C,) in label order: ``balanced`` gives class c the weight
+    n / (C · n_c) from the training part's labels (scikit-learn's and Keras users' "balanced"); a mapping
+    names classes (the others weigh 1). None without the key. A name that is not a class, or a balanced
+    class with no training sample, is a ``DataError`` located at that key."""
+    from yamlnet.config.schema import suggest
+    from yamlnet.errors import DataError
+
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = np.bincount(train_labels, minlength=len(classes))
+        if not counts.all():
+            missing = classes[int(np.argmin(counts))]
+            raise DataError(f"balanced weights need every class in the training part, and {missing} has no image",
+                            config_key=("training", "class_weights"))
+        return len(train_labels) / (len(classes) * counts)
+    weights = np.ones(len(classes))
+    for name, weight in setting.items():
+        name = str(name)  # (a file's {3: 2.0} names the class "3")
+        if name not in classes:
+            raise DataError(f"is not a class of the data{suggest(name, classes)} (classes: {', '.join(classes)})",
+                            config_key=("training", "class_weights", name))
+        weights[classes.index(name)] = weight
+    return weights

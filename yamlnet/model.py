@@ -16,6 +16,7 @@ from yamlnet.execution import Execution, logits_index, mark_input_grads
 from yamlnet.graph import Graph
 from yamlnet.layers import Layer
 from yamlnet.layers.softmax import softmax
+from yamlnet.losses import CrossEntropy
 from yamlnet.npzio import read_npz, write_npz_atomic
 from yamlnet.plan import check_memory, initializer, make_layers
 from yamlnet.shards import Shards
@@ -50,7 +51,7 @@ class Model:
         #: the layer whose outputs the loss takes as logits (a final softmax's input: fused with the loss)
         self.logits_at = logits_index(self.layers, self.graph)
         #: how the layers run (``yamlnet.execution``): fused pairs, folded batchnorms, the training step
-        self.executor = Execution(self.graph, self.logits_at)
+        self.executor = Execution(self.graph, self.logits_at, CrossEntropy(config["training"]["label_smoothing"]))
         #: how its batches are cut into shards and run side by side (``yamlnet.shards``)
         self.shards = Shards(self.layers, self.executor, config)
         #: (shift, scale), each (n_C,): raw images are normalized as (x − shift) / scale (``normalize``)

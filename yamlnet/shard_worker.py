@@ -16,6 +16,7 @@ import numpy as np
 from yamlnet import kernels, workers
 from yamlnet.execution import Execution, logits_index, mark_input_grads
 from yamlnet.graph import Graph
+from yamlnet.losses import CrossEntropy
 from yamlnet.plan import make_layers
 
 
@@ -84,7 +85,7 @@ def _serve(config: dict, shard: int, arrays: dict, down: int, up: int) -> None:
     for layer in layers:  # (the weights are the model's, in shared memory: any start will do)
         layer.build(layer.input_shape, np.random.default_rng(0), np.dtype(config["training"]["dtype"]))
     mark_input_grads(layers, graph)
-    execution = Execution(graph, logits_index(layers, graph))
+    execution = Execution(graph, logits_index(layers, graph), CrossEntropy(config["training"]["label_smoothing"]))
     # the weights and batchnorm's state as the model wrote them, this shard's gradients where the model reads
     # them: the layers work on the shared arrays themselves (only shard 0 updates the state)
     workers.Flat(layers, "params", arrays["weights"]).bind()
@@ -97,13 +98,15 @@ def _serve(config: dict, shard: int, arrays: dict, down: int, up: int) -> None:
     noisy = [index for index, layer in enumerate(layers) if layer.draws_noise]
     workers.write_byte(up, workers.READY)
     while (command := os.read(down, 1)) in (workers.TRAIN, workers.INFER):  # else end-of-file: the model is gone
-        n, batch_size = int(arrays["counts"][2 + shard]), int(arrays["counts"][1])
+        n = int(arrays["counts"][2 + shard])
         x = arrays[f"{shard}/x"][:n]
         if command == workers.TRAIN:
             for index in noisy:
                 layers[index].noise = arrays[f"{shard}/noise/{index}"][:n]
             reducer.calls = 0
-            loss, arrays[f"{shard}/probs"][:n] = execution.train_step(layers, x, arrays[f"{shard}/y"][:n], batch_size)
+            divisor, weighted = arrays["loss"][:2]
+            execution.loss.weights = arrays["loss"][2:].copy() if weighted else None
+            loss, arrays[f"{shard}/probs"][:n] = execution.train_step(layers, x, arrays[f"{shard}/y"][:n], divisor)
             arrays[f"{shard}/loss"][0] = loss
         else:
             arrays[f"{shard}/out"][:n] = execution.forward(layers, x, training=False)

@@ -48,7 +48,7 @@ class Shards:
         runs again, on new ones, then on threads."""
         bounds = self.cut(len(x))
         if len(bounds) == 1:
-            return [self.execution.train_step(self.layers, x, y, len(x)) if y is not None else
+            return [self.execution.train_step(self.layers, x, y, self.execution.loss.divisor(y)) if y is not None else
                     self.execution.forward(self.layers, x, training)]
         noise = {index: layer.draw_noise(len(x)) for index, layer in enumerate(self.layers)
                  if training and layer.draws_noise}
@@ -75,7 +75,8 @@ class Shards:
                     layer.reducer, layer.shard = reducer, shard
                 if index in noise:
                     layer.noise = noise[index][start:stop]
-            tasks.append(partial(self.execution.train_step, replica, x[start:stop], y[start:stop], len(x))
+            tasks.append(partial(self.execution.train_step, replica, x[start:stop], y[start:stop],
+                                 self.execution.loss.divisor(y))
                          if y is not None else partial(self.execution.forward, replica, x[start:stop], training))
         try:
             if together or parallel.cores() > 1:

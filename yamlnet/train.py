@@ -25,6 +25,7 @@ from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.metrics import direction
 from yamlnet.model import Model, load_model
 from yamlnet.npzio import write_text_atomic
+from yamlnet.losses import class_weights
 from yamlnet.optim import OPTIMIZERS, SHAPED_BY_EPOCHS, learning_rate_at
 from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
@@ -208,7 +209,25 @@ class _Trainer:
             raise document.error(error.config_key, message, kind=DataError) from None
         self.model.normalization = (data.shift, data.scale)
         self.model.classes = data.classes
+        try:
+            weights = class_weights(self.training.get("class_weights"), data.classes, data.y[data.train])
+        except DataError as error:
+            raise document.error(error.config_key, error.message, at_key=len(error.config_key) > 2,
+                                 kind=DataError) from None
+        self.model.executor.loss.weights = weights
+        if self._loss_text():
+            self.reporter.message(self._loss_text())
         return data
+
+    def _loss_text(self) -> str:
+        """How the loss differs from plain cross-entropy, in one line (or nothing where it does not)."""
+        loss, parts = self.model.executor.loss, []
+        if loss.smoothing:
+            parts.append(f"label smoothing {loss.smoothing:g}")
+        if loss.weights is not None:
+            parts.append("class weights " + ", ".join(f"{name} {weight:.3g}"
+                                                     for name, weight in zip(self.model.classes, loss.weights)))
+        return "loss: cross-entropy with " + "; ".join(parts) if parts else ""
 
     def _optimizer(self):
         """The optimizer of every parameter but those of ``training.freeze`` (no updates, no state)."""
@@ -375,5 +394,5 @@ class _Trainer:
         lines = [render(self.config, self.model.layers), ""]
         lines += [epoch_header(self.training["epochs"])]
         lines += [epoch_line(record, self.training["epochs"]) for record in result.metrics]
-        lines += ["", result.final_line()]
+        lines += ["", result.final_line()] + ([self._loss_text()] if self._loss_text() else [])
         write_text_atomic(self.run_dir / runs.SUMMARY, "\n".join(lines) + "\n")

@@ -73,6 +73,8 @@ def layout(net, n_shards: int, capacity: int) -> list[tuple[str, tuple, str]]:
     width = max([layer.reduction_size for layer in net.layers if layer.needs_whole_batch], default=1)
     arrays = [("weights", (sizes["params"],), dtype), ("state", (sizes["state"],), dtype),
               ("counts", (n_shards + 2,), "<i8"),  # the shards in this call, the batch size, each shard's samples
+              # the loss: the whole batch's divisor, whether there are class weights, and those weights
+              ("loss", (2 + net.layers[net.logits_at].output_shape[-1],), "<f8"),
               ("parts", (2, n_shards, width), dtype)]  # batchnorm's partial sums, two rounds
     for shard in range(n_shards):
         arrays += [(f"{shard}/x", (capacity, *net.input_shape), dtype), (f"{shard}/y", (capacity,), "<i8"),
@@ -177,6 +179,7 @@ class ShardWorkers:
 
     def __init__(self, net, n_shards: int, capacity: int, blas_threads: int = 1):
         self.n_shards, self.capacity = n_shards, capacity
+        self.loss = net.execution.loss  # (its divisor and class weights go out with every training batch)
         self.owner = os.getpid()  # a process forked from the owner starts workers of its own
         self.processes: list[subprocess.Popen] = []
         self.down: list[int] = []  # model → worker
@@ -252,6 +255,10 @@ class ShardWorkers:
         self.weights.store()
         self.state.store()
         arrays["counts"][:2] = len(bounds), len(x)
+        if y is not None:
+            arrays["loss"][:2] = self.loss.divisor(y), self.loss.weights is not None
+            if self.loss.weights is not None:
+                arrays["loss"][2:] = self.loss.weights
         for shard, (start, stop) in enumerate(bounds):
             arrays["counts"][2 + shard] = stop - start
             arrays[f"{shard}/x"][:stop - start] = x[start:stop]

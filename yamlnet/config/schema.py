@@ -88,6 +88,16 @@ TRAINING_PROPERTIES = {
                           "description": "smallest change that counts as better"},
         },
     },
+    "label_smoothing": {**PROBABILITY, "default": 0.0,
+                        "description": "ε: each target puts 1 − ε on its class and ε spread evenly over all "
+                                       "classes (PyTorch's label_smoothing)"},
+    "class_weights": {"anyOf": [{"enum": ["balanced"]},
+                                {"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                                 "minProperties": 1}],
+                      "x-expected": "balanced, or a mapping of class names to weights > 0",
+                      "x-example": "{cat: 2, dog: 1}",
+                      "description": "weight each sample's loss by its class: balanced (n / (classes · n_class), from "
+                                     "the training part's counts), or by class name (classes not named: 1)"},
     "init_weights": {"type": "string", "minLength": 1, "x-path": True,
                      "description": "start from trained weights: a run directory (its best.npz) or a model .npz"},
     "init_layers": {"type": "array", "items": LAYER_NAME, "minItems": 1,
