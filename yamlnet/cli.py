@@ -204,6 +204,25 @@ def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not wi
         raise typer.Exit(result.exit_code)
 
 
+@app.command("lr-find")
+@user_errors
+def lr_find(file: Path = ModelFile,
+            start: float = typer.Option(1e-5, "--start", help="The first learning rate."),
+            end: float = typer.Option(1.0, "--end", help="The last learning rate."),
+            steps: int = typer.Option(100, "--steps", min=3, help="Batches, one per rate."),
+            out: Optional[Path] = typer.Option(None, "--out", help="The picture (.png or .svg).",
+                                               show_default="<name>_lr_find.png"),
+            set_: Optional[List[str]] = SetOption):
+    """Find a learning rate: a short run at growing rates, the loss plotted, the steepest descent suggested."""
+    from yamlnet.lrfind import find_learning_rate, plot
+
+    result = find_learning_rate(file, set_ or (), start=start, end=end, steps=steps)
+    picture = plot(result, out or Path(f"{result.name}_lr_find.png"))
+    ran = f"{len(result.rates)} batches from {result.rates[0]:.3g} to {result.rates[-1]:.3g}"
+    typer.echo(f"{ran}{' (the loss ran away there)' if result.stopped_early else ''}; loss curve: {picture}")
+    typer.echo(f"suggested learning rate: {result.suggestion:.3g} — yamlnet train {file} --set {result.override()}")
+
+
 @app.command()
 @user_errors
 def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .npz."),

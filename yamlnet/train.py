@@ -166,6 +166,23 @@ class EarlyStopping:
         return bool(self.patience) and state.bad_epochs >= self.patience
 
 
+def load_training_data(model: Model, config: dict, document: Document):
+    """The data of ``config``, split and normalized (``yamlnet.data.load_data``), its errors located in the
+    file; ``model`` takes its normalization, class names and ``training.class_weights``."""
+    try:
+        data = load_data(config, model.output_shape[0], dtype=model.dtype)
+        weights = class_weights(config["training"].get("class_weights"), data.classes, data.y[data.train])
+    except DataError as error:
+        message = f"{error.file}: {error.message}" if error.file else error.message
+        key = error.config_key or ()
+        raise document.error(key, message, at_key=key[:2] == ("training", "class_weights") and len(key) > 2,
+                             kind=DataError) from None
+    model.normalization = (data.shift, data.scale)
+    model.classes = data.classes
+    model.executor.loss.weights = weights
+    return data
+
+
 class _Trainer:
     def __init__(self, source, out, overrides, resume, reporter):
         self.reporter = reporter
@@ -201,20 +218,8 @@ class _Trainer:
         return config, document
 
     def _load_data(self, document: Document):
-        """The data, split and normalized; the model takes its normalization and class names."""
-        try:
-            data = load_data(self.config, self.model.output_shape[0], dtype=self.model.dtype)
-        except DataError as error:
-            message = f"{error.file}: {error.message}" if error.file else error.message
-            raise document.error(error.config_key, message, kind=DataError) from None
-        self.model.normalization = (data.shift, data.scale)
-        self.model.classes = data.classes
-        try:
-            weights = class_weights(self.training.get("class_weights"), data.classes, data.y[data.train])
-        except DataError as error:
-            raise document.error(error.config_key, error.message, at_key=len(error.config_key) > 2,
-                                 kind=DataError) from None
-        self.model.executor.loss.weights = weights
+        """The data, split and normalized; the model takes its normalization, class names and class weights."""
+        data = load_training_data(self.model, self.config, document)
         if self._loss_text():
             self.reporter.message(self._loss_text())
         return data
