@@ -60,3 +60,26 @@ def dense_naive(x, w, b):
         for u in range(w.shape[1]):
             out[i, u] = sum(flat[i, j] * w[j, u] for j in range(flat.shape[1])) + b[u]
     return out
+
+
+def rotate_and_zoom_naive(image, angle, zoom):
+    """One image (H, W, C) turned by ``angle`` (radians) and zoomed by ``zoom`` about its centre: for each
+    output pixel, the bilinear mix of the four input pixels around where it comes from, 0 outside."""
+    h, w, c = image.shape
+    out = np.zeros_like(image, dtype=np.float64)
+
+    def pixel(r, q):
+        return image[r, q] if 0 <= r < h and 0 <= q < w else np.zeros(c)
+
+    for i in range(h):
+        for j in range(w):
+            y, x = i - (h - 1) / 2, j - (w - 1) / 2
+            sy = (np.cos(angle) * y - np.sin(angle) * x) / zoom + (h - 1) / 2
+            sx = (np.sin(angle) * y + np.cos(angle) * x) / zoom + (w - 1) / 2
+            if not (-1 <= sy <= h and -1 <= sx <= w):
+                continue
+            r, q = int(np.floor(sy)), int(np.floor(sx))
+            fy, fx = sy - r, sx - q
+            out[i, j] = ((1 - fy) * ((1 - fx) * pixel(r, q) + fx * pixel(r, q + 1))
+                         + fy * ((1 - fx) * pixel(r + 1, q) + fx * pixel(r + 1, q + 1)))
+    return out

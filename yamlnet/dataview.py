@@ -57,7 +57,7 @@ def grid(config: dict, splits, path: Path, augmented: bool = False, per_class: i
     plt = pyplot()
     train = splits.train
     rows = [train[splits.y[train] == k][:per_class] for k in range(len(splits.classes))]
-    augment = Augmenter(config["data"]["augment"], np.random.default_rng([config["training"]["seed"], 3]))
+    augment = Augmenter.of(config["data"]["augment"], np.random.default_rng([config["training"]["seed"], 3]), splits)
     figure, axes = plt.subplots(len(rows), per_class, figsize=(1.3 * per_class + 1.2, 1.3 * len(rows) + 0.4),
                                 squeeze=False)
     for k, (row, name) in enumerate(zip(rows, splits.classes)):

@@ -84,9 +84,9 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
         else:
             x, y = splits.x[splits.val], splits.y[splits.val]
     elif Path(data).is_dir():  # class folders, matched to the model's classes by name
-        from yamlnet.data.folder import read_folder
+        from yamlnet.data.folder import Resize, read_folder
         settings = model.config["data"]
-        x, y, _ = read_folder(Path(data), model.input_shape, settings.get("resize", "bilinear"), model.classes,
+        x, y, _ = read_folder(Path(data), model.input_shape, Resize.of(settings), model.classes,
                               "--data", settings.get("skip_bad", False))
         x = model.normalize(x)
     else:
@@ -145,11 +145,11 @@ def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], 
     (recursively). Images go through the training pipeline: converted, resized, normalized. A name
     is the image's path, or its row's index when the one input is an array or an .npz
     (``file.npz[i]``, ``array k[i]`` among others)."""
-    from yamlnet.data.folder import IMAGE_SUFFIXES, image_files, read_image
+    from yamlnet.data.folder import IMAGE_SUFFIXES, Resize, image_files, read_image
     from yamlnet.errors import DataError
 
     model = load_trained(path)
-    resize = model.config["data"].get("resize", "bilinear")
+    resize = Resize.of(model.config["data"])
     names, batches = [], []
     for position, item in enumerate(inputs):
         if isinstance(item, np.ndarray):

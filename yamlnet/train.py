@@ -195,7 +195,8 @@ class _Trainer:
             self._load_initial_weights(document)
         self.optimizer = self._optimizer()
         self.shuffle_rng = np.random.default_rng([self.training["seed"], 1])
-        self.augment = Augmenter(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]))
+        self.augment = Augmenter.of(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]),
+                                    self.data)
         self.n_batches = math.ceil(len(self.data.train) / self.training["batch_size"])
         self.state, self.order = LoopState(), None
         self.stopping = EarlyStopping.of(self.training["early_stopping"], len(self.data.val) > 0)

@@ -201,3 +201,20 @@ def test_train_with_skip_bad_says_so_in_one_line(tmp_path):
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "skipped 1 unreadable image (data.skip_bad)" in warnings[0]
+
+
+@pytest.mark.parametrize("resample", ["bilinear", "nearest"])
+def test_fit_letterboxes_and_crop_cuts_the_middle_keeping_the_aspect_ratio(tmp_path, resample):
+    from PIL import Image
+    from yamlnet.data.folder import Resize, read_image
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 40, 3), dtype=np.uint8)  # 40 wide, 20 high
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    method = Image.Resampling.BILINEAR if resample == "bilinear" else Image.Resampling.NEAREST
+    fit = read_image(tmp_path / "wide.png", (10, 10, 3), Resize("fit", resample))
+    expected = np.asarray(Image.fromarray(pixels).resize((10, 5), method), dtype=np.float32)
+    assert np.array_equal(fit[2:7], expected) and not fit[:2].any() and not fit[7:].any()  # black bands
+    crop = read_image(tmp_path / "wide.png", (10, 10, 3), Resize("crop", resample))
+    assert np.array_equal(crop, np.asarray(Image.fromarray(pixels).resize((20, 10), method), np.float32)[:, 5:15])
+    stretch = read_image(tmp_path / "wide.png", (10, 10, 3), Resize.of({"resize": resample}))  # the older spelling
+    assert np.array_equal(stretch, np.asarray(Image.fromarray(pixels).resize((10, 10), method), np.float32))
+    assert Resize.of({"resize": "fit", "resample": resample}) == Resize("fit", resample)

@@ -294,6 +294,7 @@ def validate(document: Document) -> dict:
     config = fill_defaults(schema(), copy.deepcopy(data))
     _check_names(config, document)
     _check_data_keys(config, document)
+    _check_augment(config, document)
     for layer in config["layers"]:
         LAYERS[layer["type"]].complete(layer)
     return config
@@ -382,6 +383,18 @@ def _check_data_keys(config: dict, document: Document) -> None:
                                                  f"(only by {', '.join(users)})", at_key=True)
     for key in [key for key in data if key not in own]:
         del data[key]  # defaults of other data sets' keys
+
+
+def _check_augment(config: dict, document: Document) -> None:
+    """What the schema cannot say of ``data.augment``: a range in order, colours that need colour."""
+    augment = config["data"]["augment"]
+    low, high = augment["scale"]
+    if low > high:
+        raise document.error(("data", "augment", "scale"), f"[lo, hi] must have lo ≤ hi, got [{low}, {high}]")
+    for key in ("saturation", "hue"):
+        if augment[key] and config["input"][2] != 3:
+            raise document.error(("data", "augment", key), f"changes colours, so it needs RGB images (n_C = 3), "
+                                                            f"and the input has {config['input'][2]} channel(s)")
 
 
 def _stem(file: str | None) -> str:

@@ -7,6 +7,7 @@ resized to its n_H × n_W where they differ (``data.resize``). Pixel values are 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,49 @@ def class_folders(folder: Path, what: str = "data.path") -> list[Path]:
     return classes
 
 
-def read_image(path: Path, input_shape: tuple[int, int, int], resize: str = "bilinear") -> np.ndarray:
+@dataclass(frozen=True)
+class Resize:
+    """How an image of another size is brought to the model's n_H × n_W: ``stretch`` (to that size,
+    whatever its shape), ``fit`` (the whole image kept, its aspect ratio too, centred on black: a
+    letterbox), ``crop`` (the aspect ratio kept, filling the size, the middle cut out) or ``none``
+    (refused); with Pillow's ``bilinear`` or ``nearest`` resampling."""
+
+    mode: str = "stretch"
+    resample: str = "bilinear"
+
+    @classmethod
+    def of(cls, data: dict) -> "Resize":
+        """From ``data.resize`` and ``data.resample`` (``resize: bilinear`` or ``nearest``, as files wrote
+        it before ``fit`` and ``crop``, is ``stretch`` with that resampling)."""
+        mode = data.get("resize", "stretch")
+        if mode in ("bilinear", "nearest"):
+            return cls("stretch", mode)
+        return cls(mode, data.get("resample", "bilinear"))
+
+    def __call__(self, image, n_w: int, n_h: int, path: Path):
+        from PIL import Image
+
+        width, height = image.size
+        if (width, height) == (n_w, n_h):
+            return image
+        if self.mode == "none":
+            raise DataError(f"is {width} × {height} (width × height) but the model takes {n_w} × {n_h}; "
+                            f"data.resize is none", file=str(path))
+        method = Image.Resampling.NEAREST if self.resample == "nearest" else Image.Resampling.BILINEAR
+        if self.mode == "stretch":
+            return image.resize((n_w, n_h), method)
+        ratio = (min if self.mode == "fit" else max)(n_w / width, n_h / height)
+        size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+        image = image.resize(size, method)
+        if self.mode == "crop":
+            left, top = (size[0] - n_w) // 2, (size[1] - n_h) // 2
+            return image.crop((left, top, left + n_w, top + n_h))
+        canvas = Image.new(image.mode, (n_w, n_h), 0)
+        canvas.paste(image, ((n_w - size[0]) // 2, (n_h - size[1]) // 2))
+        return canvas
+
+
+def read_image(path: Path, input_shape: tuple[int, int, int], resize: Resize = Resize()) -> np.ndarray:
     """One image as float32 (n_H, n_W, n_C), 0..255: converted to n_C channels and resized as the model takes it."""
     from PIL import Image, UnidentifiedImageError
 
@@ -49,13 +92,7 @@ def read_image(path: Path, input_shape: tuple[int, int, int], resize: str = "bil
             image.seek(0)  # a GIF's first frame
             image = image.convert("RGBA").convert(_MODES[n_c]) if image.mode in ("P", "PA", "LA") else \
                 image.convert(_MODES[n_c])
-            if image.size != (n_w, n_h):
-                if resize == "none":
-                    raise DataError(f"is {image.size[0]} × {image.size[1]} (width × height) but the model takes "
-                                    f"{n_w} × {n_h}; data.resize is none", file=str(path))
-                method = Image.Resampling.NEAREST if resize == "nearest" else Image.Resampling.BILINEAR
-                image = image.resize((n_w, n_h), method)
-            pixels = np.asarray(image, dtype=np.float32)
+            pixels = np.asarray(resize(image, n_w, n_h, path), dtype=np.float32)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(f"cannot be read as an image ({type(exc).__name__}: {exc})", file=str(path)) from None
     return pixels.reshape(n_h, n_w, n_c)
@@ -78,7 +115,7 @@ def skipped(files: list[Path], where: str) -> None:
                                   f"(data.skip_bad): {shown}"), stacklevel=2)
 
 
-def read_folder(folder: Path, input_shape, resize: str, classes: list[str] | None = None, what: str = "data.path",
+def read_folder(folder: Path, input_shape, resize: Resize, classes: list[str] | None = None, what: str = "data.path",
                 skip_bad: bool = False):
     """(x (N, n_H, n_W, n_C) float32, y (N,), class names) of a folder of class folders. With
     ``classes`` (the training folder's), a class folder not among them is an error. An image that
@@ -132,16 +169,20 @@ def count_images(data: dict) -> int:
     "test_path": {"type": "string", "minLength": 1, "x-path": True,
                   "description": "npz: an optional separate test file, same keys; folder: a test folder "
                                  "with the same class folders"},
-    "resize": {"enum": ["bilinear", "nearest", "none"], "default": "bilinear",
-               "description": "folder: how images of another size are brought to n_H × n_W; none refuses them"},
+    "resize": {"enum": ["stretch", "fit", "crop", "none", "bilinear", "nearest"], "default": "stretch",
+               "description": "folder: how images of another size are brought to n_H × n_W: stretch to it; fit "
+                              "(keep the aspect ratio, pad with black: a letterbox); crop (keep the aspect ratio, "
+                              "cut the middle out); none refuses them (bilinear, nearest: stretch, as before)"},
+    "resample": {"enum": ["bilinear", "nearest"], "default": "bilinear",
+                 "description": "folder: Pillow's resampling for resize"},
     "skip_bad": {"type": "boolean", "default": False,
                  "description": "folder: leave out images that cannot be read, with one warning line giving their "
                                 "count and the first few; false refuses them, naming the file"},
 })
 def load_folder(data, input_shape, seed):
-    x, y, names = read_folder(data["path"], input_shape, data["resize"], skip_bad=data["skip_bad"])
+    x, y, names = read_folder(data["path"], input_shape, Resize.of(data), skip_bad=data["skip_bad"])
     x_test = y_test = None
     if data.get("test_path"):
-        x_test, y_test, _ = read_folder(data["test_path"], input_shape, data["resize"], names, "data.test_path",
+        x_test, y_test, _ = read_folder(data["test_path"], input_shape, Resize.of(data), names, "data.test_path",
                                         data["skip_bad"])
     return x, y, x_test, y_test, names

@@ -60,6 +60,30 @@ COMMON_KEYS = {
                       "description": "move each image by up to this many pixels each way, filling with 0"},
             "noise": {"type": "number", "minimum": 0, "default": 0.0,
                       "description": "add Gaussian noise of this σ (in normalized units)"},
+            "rotate": {"type": "number", "minimum": 0, "maximum": 180, "default": 0.0,
+                       "description": "rotate each image by an angle drawn in ±this many degrees (bilinear; "
+                                      "0 in normalized units where nothing moves in)"},
+            "scale": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2,
+                      "maxItems": 2, "default": [1.0, 1.0],
+                      "description": "[lo, hi]: zoom each image about its centre by a factor drawn in lo..hi "
+                                     "(above 1: closer)"},
+            "crop": {"type": "integer", "minimum": 0, "default": 0,
+                     "description": "torchvision's RandomCrop(padding=N): pad by N pixels of 0, then a random crop "
+                                    "of the input's size"},
+            "brightness": {"type": "number", "minimum": 0, "default": 0.0,
+                           "description": "ColorJitter's: multiply the pixels by a factor drawn in max(0, 1 − b)..1 + b"},
+            "contrast": {"type": "number", "minimum": 0, "default": 0.0,
+                         "description": "ColorJitter's: blend each image with its mean grey by a factor drawn in "
+                                        "max(0, 1 − c)..1 + c"},
+            "saturation": {"type": "number", "minimum": 0, "default": 0.0,
+                           "description": "ColorJitter's, RGB only: blend each pixel with its grey by a factor drawn "
+                                          "in max(0, 1 − s)..1 + s"},
+            "hue": {"type": "number", "minimum": 0, "maximum": 0.5, "default": 0.0,
+                    "description": "ColorJitter's, RGB only: turn each image's hues by a share of the colour "
+                                   "circle drawn in ±h"},
+            "cutout": {"type": "integer", "minimum": 0, "default": 0,
+                       "description": "set one N × N square of each image, centred anywhere in it, to 0 "
+                                      "(in normalized units)"},
         },
     },
 }
