@@ -157,11 +157,12 @@ def test_the_commands_that_need_no_run_run_as_written(page, monkeypatch, tmp_pat
             assert result.exit_code == 0, (args, result.output)
 
 
-def test_the_api_page_runs_as_is(monkeypatch, capsys):
+@pytest.mark.parametrize("page, printed", [("api.md", "run:"), ("inspect.md", "pool2 (2, 5, 5) (2, 28, 28, 6)")])
+def test_the_python_on_the_page_runs_as_is(page, printed, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
-    (block,) = fenced_blocks((DOCS / "api.md").read_text(encoding="utf-8"), "python")
-    exec(compile(block, "docs/api.md", "exec"), {})
-    assert "run:" in capsys.readouterr().out
+    (block,) = fenced_blocks((DOCS / page).read_text(encoding="utf-8"), "python")
+    exec(compile(block, f"docs/{page}", "exec"), {})
+    assert printed in capsys.readouterr().out
 
 
 def test_the_changelog_is_on_the_site():

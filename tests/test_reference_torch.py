@@ -252,3 +252,45 @@ def test_a_weighted_smoothed_model_gives_pytorchs_loss_and_gradients():
     assert loss == pytest.approx(expected.item(), rel=1e-10)
     for key, grad in net.grads().items():
         np.testing.assert_allclose(model.gradients()[key], grad, rtol=1e-8, atol=1e-12, err_msg=key)
+
+
+def _shaken(model, rng):
+    """Running statistics away from 0 and 1, so that inference differs from an identity batchnorm."""
+    for layer in model.layers:
+        if layer.type == "batchnorm":
+            layer.state["running_mean"][...] = rng.standard_normal(layer.state["running_mean"].shape) * 0.1
+            layer.state["running_var"][...] = rng.uniform(0.5, 1.5, layer.state["running_var"].shape)
+    return model
+
+
+@pytest.mark.parametrize("name", ["simple", "ng_example", "lenet", "resnet_small", "inception_small", "resnet20",
+                                  "mobilenet_small"])
+def test_activations_and_grad_cam_agree_with_pytorch_on_every_example_model(name):
+    """Forward hooks' outputs, and Grad-CAM and saliency from PyTorch's autograd: ≤ 1e-5 relative in float32."""
+    from yamlnet.inspection import activations, grad_cam
+    overrides = ["data.dataset=shapes"] + (["layers.net.with={w1: 4, w2: 8, w3: 8}"] if name == "resnet20" else [])
+    model = _shaken(yamlnet.build_model(name, overrides), np.random.default_rng(1))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, *model.config["input"])).astype(np.float32)
+    ours = activations(model, x, normalized=True)
+    attribution = grad_cam(model, x, normalized=True)
+    net = TorchGraph(model.layers).to(torch.float32).eval()
+    record = {}
+    x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    logits = net(x_torch, record)
+    for index, layer in enumerate(model.layers[:-1] if model.layers[-1].gives_probabilities else model.layers):
+        theirs = record[index].detach().numpy()
+        theirs = theirs.transpose(0, 2, 3, 1) if theirs.ndim == 4 else theirs
+        scale = max(1e-3, np.max(np.abs(theirs)))
+        assert np.max(np.abs(ours[layer.name] - theirs)) <= 1e-5 * scale, layer.name
+    at = next(i for i, layer in enumerate(model.layers) if layer.name == attribution.layer)
+    maps = record[at]
+    maps.retain_grad()
+    logits[torch.arange(3), torch.from_numpy(attribution.classes)].sum().backward()
+    weights = maps.grad.mean(dim=(2, 3))  # α (N, K)
+    expected = torch.relu(torch.einsum("nkhw,nk->nhw", maps, weights)).detach().numpy()
+    scale = max(1e-6, np.max(np.abs(expected)))
+    assert np.max(np.abs(attribution.maps - expected)) <= 1e-5 * scale, attribution.layer
+    np.testing.assert_array_equal(attribution.classes, logits.detach().numpy().argmax(1))
+    saliency = x_torch.grad.numpy().transpose(0, 2, 3, 1)
+    assert np.max(np.abs(attribution.saliency - saliency)) <= 1e-5 * max(1e-6, np.max(np.abs(saliency)))

@@ -23,7 +23,9 @@ class TorchGraph(nn.Module):
         self.layers, self.graph = layers, Graph.of(layers)
         self.parts = nn.ModuleList(_module(layer) for layer in layers)
 
-    def forward(self, x):
+    def forward(self, x, record: dict | None = None):
+        """The last layer's output (logits: a final softmax is left to the loss); with ``record``, every
+        layer's output (after its activation) is kept there under its index."""
         outputs = {-1: x}
         for index, (layer, module) in enumerate(zip(self.layers, self.parts)):
             xs = [outputs[source] for source in self.graph.sources[index]]
@@ -43,6 +45,8 @@ class TorchGraph(nn.Module):
             if layer.activation in ACTIVATIONS:
                 out = ACTIVATIONS[layer.activation]()(out)
             outputs[index] = out
+            if record is not None:
+                record[index] = out
             for source in self.graph.release[index]:
                 if source != index:
                     outputs.pop(source, None)

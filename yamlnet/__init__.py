@@ -15,9 +15,11 @@ from yamlnet.model import Model, build_model, load_model  # noqa: E402
 from yamlnet.train import TrainResult, train  # noqa: E402
 from yamlnet.evaluate import evaluate, predict_file as predict  # noqa: E402
 from yamlnet.export import export  # noqa: E402
+from yamlnet.inspection import activations, grad_cam  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "DataError", "Model", "ShapeError", "TrainResult", "TrainingError", "YamlnetError",
            "YamlnetWarning",
-           "build_model", "evaluate", "export", "load_config", "load_model", "predict", "train", "__version__"]
+           "activations", "build_model", "evaluate", "export", "grad_cam", "load_config", "load_model", "predict",
+           "train", "__version__"]

@@ -223,6 +223,27 @@ def lr_find(file: Path = ModelFile,
     typer.echo(f"suggested learning rate: {result.suggestion:.3g} — yamlnet train {file} --set {result.override()}")
 
 
+@app.command("inspect")
+@user_errors
+def inspect_(run: Path = typer.Argument(..., help="A run directory or a model .npz."),
+             inputs: Optional[List[Path]] = typer.Argument(None, help="Image files, folders of images or .npz files."),
+             index: Optional[int] = typer.Option(None, "--index", help="Image N of the run's validation part instead."),
+             layers: Optional[str] = typer.Option(None, "--layers", help="Only these layers' outputs: a,b,c."),
+             class_name: Optional[str] = typer.Option(None, "--class", help="Grad-CAM for this class too."),
+             layer: Optional[str] = typer.Option(None, "--layer", help="Grad-CAM at this layer.",
+                                                 show_default="the last with a volume output"),
+             out: Optional[Path] = typer.Option(None, "--out", help="Folder for the pictures.",
+                                                show_default="RUN/inspect"),
+             npz: Optional[Path] = typer.Option(None, "--npz", help="Also write the arrays to this .npz.")):
+    """Every layer's output for an image, Grad-CAM and saliency, the filters: pictures and arrays."""
+    from yamlnet.inspection import inspect
+
+    _say_which_checkpoint(run)
+    result = inspect(run, inputs or (), index=index, layers=layers.split(",") if layers else None,
+                     class_name=class_name, layer=layer, out=out, npz=npz)
+    typer.echo("\n".join(result.lines()))
+
+
 @app.command()
 @user_errors
 def evaluate(run: Path = typer.Argument(..., help="A run directory or a model .npz."),

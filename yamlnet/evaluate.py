@@ -141,14 +141,20 @@ def predict_file(path, inputs, *, x_key: str = "x") -> Predictions:
 
 def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], np.ndarray]:
     """(names, class names, probabilities (N, n_classes)) of a trained model for every image of
-    ``inputs``: arrays of raw images, .npz files (array ``x_key``), image files and folders of images
-    (recursively). Images go through the training pipeline: converted, resized, normalized. A name
-    is the image's path, or its row's index when the one input is an array or an .npz
-    (``file.npz[i]``, ``array k[i]`` among others)."""
+    ``inputs`` (``gather_images``)."""
+    model = load_trained(path)
+    names, x = gather_images(model, inputs, x_key=x_key)
+    return names, model.classes, predict(model, model.normalize(x))
+
+
+def gather_images(model, inputs, *, x_key: str = "x") -> tuple[list, np.ndarray]:
+    """(names, raw images (N, n_H, n_W, n_C)) of ``inputs``: arrays of raw images, .npz files (array
+    ``x_key``), image files and folders of images (recursively), converted and resized as the model's
+    training data was. A name is the image's path, or its row's index when the one input is an array
+    or an .npz (``file.npz[i]``, ``array k[i]`` among others)."""
     from yamlnet.data.folder import IMAGE_SUFFIXES, Resize, image_files, read_image
     from yamlnet.errors import DataError
 
-    model = load_trained(path)
     resize = Resize.of(model.config["data"])
     names, batches = [], []
     for position, item in enumerate(inputs):
@@ -177,7 +183,7 @@ def predict_inputs(path, inputs, *, x_key: str = "x") -> tuple[list, list[str], 
     x = np.concatenate(batches).astype(model.dtype)
     if not np.all(np.isfinite(x)):
         raise DataError("holds NaN or infinity", file=str(inputs[0]) if not isinstance(inputs[0], np.ndarray) else None)
-    return names, model.classes, predict(model, model.normalize(x))
+    return names, x
 
 
 def _row_names(n: int, where: str, alone: bool) -> list:

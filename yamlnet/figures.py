@@ -13,11 +13,13 @@ def pyplot():
     return plt
 
 
-def save(figure, path: Path, dpi: int = 110) -> Path:
-    """Write ``figure`` to ``path`` as its suffix says (PNG, SVG), then close it."""
+def save(figure, path: Path, dpi: int = 110, tight: bool = True) -> Path:
+    """Write ``figure`` to ``path`` as its suffix says (PNG, SVG), then close it; laid out tight unless
+    it places its own axes (a colour bar beside a grid)."""
     plt = pyplot()
     path = Path(path)
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     figure.savefig(path, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(figure)
     return path

@@ -67,13 +67,17 @@ def run_forward(layers: list, graph: Graph, x: np.ndarray, training: bool, until
     return outputs[until]
 
 
-def run_backward(layers: list, graph: Graph, grad: np.ndarray, start: int) -> None:
+def run_backward(layers: list, graph: Graph, grad: np.ndarray, start: int, keep=()) -> dict[int, np.ndarray]:
     """Backpropagate ``grad`` (d loss / d output of layer ``start``) through layers start..0, filling
     their ``grads``. Where an output feeds several layers, their gradients add up. Layers with
-    nothing trainable at or before them are skipped."""
+    nothing trainable at or before them are skipped. Returns the gradients that reached the outputs
+    of the layers in ``keep`` (``INPUT``: the model's input, where the layers compute it)."""
     pending: dict[int, np.ndarray] = {start: grad}
+    kept: dict[int, np.ndarray] = {}
     for index in range(start, -1, -1):
         grad = pending.pop(index, None)
+        if index in keep and grad is not None:
+            kept[index] = grad
         layer = layers[index]
         if grad is None or not (layer.params or layer.needs_input_grad):
             continue
@@ -81,6 +85,11 @@ def run_backward(layers: list, graph: Graph, grad: np.ndarray, start: int) -> No
         if not layer.needs_input_grad:
             continue
         for source, part in zip(graph.sources[index], back if layer.joins else [back]):
-            if source == INPUT or part is None:
+            if part is None:
+                continue
+            if source == INPUT:
+                if INPUT in keep:
+                    kept[INPUT] = kept[INPUT] + part if INPUT in kept else part
                 continue
             pending[source] = pending[source] + part if source in pending else part
+    return kept

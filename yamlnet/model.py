@@ -125,6 +125,14 @@ class Model:
         """The text ``yamlnet summary`` prints: shapes, f / s / p, parameters and mult-adds of every layer."""
         return render(self.config, self.layers, explain)
 
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        """The summary as a table, as Jupyter shows a model."""
+        from yamlnet.summary import render_html
+        return render_html(self.config, self.layers)
+
     def _check_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim == 3 and self.input_shape[-1] == 1:  # grey images without their channel axis

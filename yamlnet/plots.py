@@ -30,10 +30,16 @@ def plot(path) -> list[Path]:
 
 
 def learning_curves(run_dir: Path) -> Path:
-    plt = pyplot()
     metrics = runs.read_metrics(run_dir)
     if not metrics:
         raise DataError("has no finished epoch to plot (metrics.jsonl is empty)", file=str(run_dir))
+    return draw_learning_curves(metrics, run_dir / "learning_curves.png", f"learning curves — {run_dir}")
+
+
+def draw_learning_curves(metrics: list[dict], target, title: str = "learning curves"):
+    """Loss and accuracy by epoch, training and validation, from metrics.jsonl's records: to a file
+    (``target`` a path) or as PNG into a binary stream (a notebook's display)."""
+    plt = pyplot()
     epochs = [m["epoch"] for m in metrics]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, ("loss", "accuracy")):
@@ -44,8 +50,13 @@ def learning_curves(run_dir: Path) -> Path:
         axis.set_ylabel(key)
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.suptitle(f"learning curves — {run_dir}")
-    return save(figure, run_dir / "learning_curves.png")
+    figure.suptitle(title)
+    if isinstance(target, (str, Path)):
+        return save(figure, Path(target))
+    figure.tight_layout()
+    figure.savefig(target, format="png", dpi=80)
+    plt.close(figure)
+    return target
 
 
 def first_filters(run_dir: Path) -> Path | None:

@@ -97,9 +97,59 @@ class RichReporter(PlainReporter):
         self.progress.stop()
 
 
-def make_reporter(quiet: bool) -> Reporter:
-    if quiet:
+class NotebookReporter(PlainReporter):
+    """In a Jupyter notebook: one progress line updated in place (at most a few times a second), the
+    epoch table beneath it, and with ``curves`` the learning curves redrawn after every epoch — each
+    a display updated in place, so a cell holds three outputs however long the run (IPython's display,
+    which every notebook has; matplotlib for the curves)."""
+
+    def __init__(self, curves: bool = False, every: float = 0.25):
+        from IPython.display import display
+
+        self.every, self.curves, self.records, self.lines = every, curves, [], []
+        self.status = display({"text/plain": ""}, raw=True, display_id=True)
+        self.table = display({"text/plain": ""}, raw=True, display_id=True)
+        self.figure = display({"text/plain": ""}, raw=True, display_id=True) if curves else None
+
+    def batch(self, done, loss, accuracy, samples_per_s):
+        if time.perf_counter() - self.last >= self.every or done == self.n_batches:
+            self.last = time.perf_counter()
+            self.status.update({"text/plain": f"epoch {self.epoch}/{self.epochs}  batch {done}/{self.n_batches}  "
+                                              f"loss {loss:.4f}  acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s"},
+                               raw=True)
+
+    def end_epoch(self, record, epochs):
+        if not self.lines:
+            self.lines.append(epoch_header(epochs))
+        self.lines.append(epoch_line(record, epochs))
+        self.table.update({"text/plain": "\n".join(self.lines)}, raw=True)
+        self.records.append(record)
+        if self.curves:
+            import io
+
+            from yamlnet.plots import draw_learning_curves
+            buffer = io.BytesIO()
+            draw_learning_curves(self.records, buffer)
+            self.figure.update({"image/png": buffer.getvalue(), "text/plain": "learning curves"}, raw=True)
+
+    def message(self, text):
+        self.lines.append(text)
+        self.table.update({"text/plain": "\n".join(self.lines)}, raw=True)
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython's, with a frontend that shows rich output)."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def make_reporter(quiet: bool | None, curves: bool = False) -> Reporter:
+    """``quiet``: nothing; None (the Python API's default): a notebook's progress in a notebook, nothing
+    elsewhere; False: a progress bar on a terminal, lines elsewhere (the command line)."""
+    if quiet or (quiet is None and not in_notebook()):
         return Reporter()
+    if in_notebook():
+        return NotebookReporter(curves)
     from rich.console import Console
 
     console = Console()

@@ -92,3 +92,25 @@ def render(config: dict, layers: list[Layer], explain: bool = False, depth: int 
                    "in training, softmax in predict)")
     out += list(notes.values())
     return "\n".join(out)
+
+
+def render_html(config: dict, layers: list[Layer]) -> str:
+    """The summary as an HTML table, for notebooks (``Model._repr_html_``): a row per layer, then the totals."""
+    from html import escape
+
+    head = ("Layer", "Type", "Output shape", "f / s / p", "Activation", "Params", "Mult-adds")
+    right = ' style="text-align:right"'
+
+    def row(layer) -> str:
+        cells = (layer.name, layer.type, shape_text(layer.output_shape), layer.hyperparameter_text(),
+                 "" if layer.activation in ("", "linear") else layer.activation, f"{layer.param_count():,}",
+                 f"{layer.macs():,}")
+        return "<tr>" + "".join(f"<td{right if i >= 5 else ''}>{escape(str(cell))}</td>"
+                                for i, cell in enumerate(cells)) + "</tr>"
+
+    rows = "".join(row(layer) for layer in layers)
+    total_params = sum(layer.param_count() for layer in layers)
+    return (f"<p><b>{escape(config['name'])}</b> — input {shape_text(config['input'])}, "
+            f"{config['training']['dtype']}</p><table><thead><tr>"
+            + "".join(f"<th>{name}</th>" for name in head) + f"</tr></thead><tbody>{rows}</tbody></table>"
+            f"<p>Total params: {total_params:,} · Total mult-adds: {sum(layer.macs() for layer in layers):,}</p>")

@@ -86,14 +86,17 @@ class TrainResult:
         return line + ("  — already finished: nothing to resume" if self.already_finished else "")
 
 
-def train(source=None, out=None, overrides=(), *, resume=None, quiet=True,
+def train(source=None, out=None, overrides=(), *, resume=None, quiet: bool | None = None, curves: bool = False,
           reporter: Reporter | None = None) -> TrainResult:
     """Train the model of ``source`` (a path, YAML string or dict) and return its run.
 
     ``out``: the run directory (default ``runs/<name>/<timestamp>/``); ``overrides``: ``KEY=VALUE``
     strings as for ``--set``; ``resume``: a run directory to continue instead of starting one.
+    ``quiet``: True prints nothing; None (default) shows a progress line and the epochs in a Jupyter
+    notebook and prints nothing elsewhere; False prints as the command line does. ``curves``: in a
+    notebook, learning curves redrawn after every epoch too.
     """
-    reporter = reporter or make_reporter(quiet)
+    reporter = reporter or make_reporter(quiet, curves)
     try:
         trainer = _Trainer(source, out, tuple(overrides), resume, reporter)
         reporter.message(render(trainer.config, trainer.model.layers))  # shapes first, as Caffe prints them

@@ -204,6 +204,12 @@ class Layer:
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
+    def forward_traced(self, x: np.ndarray) -> np.ndarray:
+        """The inference output of x, keeping what ``backward`` needs: for gradients of a trained model's
+        outputs (``yamlnet.inspection``: Grad-CAM, saliency). The training forward wherever it computes what
+        inference does; a layer that differs in training (batchnorm, dropout) answers otherwise."""
+        return self.forward(x, training=True)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, output_shape={self.output_shape})"
 

@@ -77,6 +77,12 @@ class BatchNorm(Layer):
     reducer: parallel.Reducer | None = None
     shard: int = 0
 
+    def forward_traced(self, x):
+        """The inference output (running statistics), and a backward that scales by gamma / √(var + eps)."""
+        a = self.forward(x, training=False)
+        self._cache = ("traced", self.scale_and_shift()[0], a)
+        return a
+
     def _batch_sums(self, sums: np.ndarray) -> np.ndarray:
         return sums if self.reducer is None else self.reducer.total(self.shard, sums)
 
@@ -114,6 +120,10 @@ class BatchNorm(Layer):
         dx = s · (grad − d beta / m − x̂ · d gamma / m) = s · grad + k · x + c, per channel —
         computed from x itself, so that x̂ is never stored. A shard's grads hold its own part of
         the sums (the model adds the shards' grads); dx needs the whole batch's."""
+        if isinstance(self._cache[0], str):  # ("traced", …): an inference forward: a per-channel scale and shift
+            _, scale, a = self._cache
+            self._cache = None
+            return activate_backward(self.activation, a, grad) * scale
         x, mean, inv_std, m, a = self._cache
         self._cache = None
         grad = activate_backward(self.activation, a, grad)
