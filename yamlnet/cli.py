@@ -360,6 +360,26 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="Run directories."),
     typer.echo(json.dumps(result, indent=2) if as_json else render_comparison(result))
 
 
+@app.command("runs")
+@user_errors
+def runs_(folder: Path = typer.Argument(Path("runs"), help="The folder to look in, and below."),
+          sort: Optional[str] = typer.Option(None, "--sort", help="run, model, state, epochs, best, seconds, or a "
+                                                                  "dotted config key.", show_default="newest first"),
+          filters: Optional[List[str]] = typer.Option(None, "--filter", metavar="KEY=VALUE",
+                                                      help="Only runs with this state, model or config value "
+                                                           "(repeatable)."),
+          as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
+          last: bool = typer.Option(False, "--last", help="Print only the newest run's directory.")):
+    """Every run below a folder: state, epochs, best metric, time, and the settings that differ."""
+    from yamlnet.runlist import list_runs, newest, render as render_runs
+
+    if last:
+        typer.echo(str(newest(folder)))
+        return
+    result = list_runs(folder, sort=sort, filters=filters or ())
+    typer.echo(json.dumps(result, indent=2, default=str) if as_json else render_runs(result))
+
+
 @app.command()
 @user_errors
 def plot(path: Path = typer.Argument(..., help="A run or sweep directory.")):

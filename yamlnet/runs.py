@@ -7,6 +7,7 @@
       checkpoints/last.npz   weights, optimizer state and loop state after the last epoch (or Ctrl-C)
       checkpoints/best.npz   weights of the best epoch so far
       summary.txt            the model summary and the final metrics
+      status.json            running (with its process), finished, interrupted, failed or pruned
 
 Checkpoints are written atomically (temporary file, fsync, rename). metrics.jsonl is cut back to
 the checkpoint's epoch on resume, so a crash between the two never leaves a line twice.
@@ -29,6 +30,9 @@ from yamlnet.npzio import read_npz, write_npz_atomic, write_text_atomic
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.txt"  # written when a run ends: a run that has one is finished
+STATUS = "status.json"
+#: what ``run_status`` tells
+STATES = ("running", "finished", "interrupted", "failed", "pruned")
 LAST = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
 
@@ -65,6 +69,46 @@ def write_config(run_dir: Path, config: dict, source: str | None, overrides, cut
     from yamlnet import __version__
     info = {"source": source, "overrides": list(overrides), "yamlnet": __version__}
     write_text_atomic(run_dir / "run.json", json.dumps(info | ({"cut": cut} if cut else {}), indent=2) + "\n")
+
+
+def mark(run_dir: Path, state: str, error: str = "") -> None:
+    """status.json: ``running`` with this process's id and host (so that a killed run can be told from a
+    live one), or how the run ended."""
+    import socket
+
+    status = {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if state == "running":
+        status |= {"pid": os.getpid(), "host": socket.gethostname()}
+    if error:
+        status["error"] = error
+    write_text_atomic(run_dir / STATUS, json.dumps(status) + "\n")
+
+
+def run_status(run_dir: Path) -> tuple[str, str]:
+    """(state, error) of a run: its status.json, where a ``running`` one whose process is gone (``kill -9``,
+    a lost machine) is ``interrupted``; a run without one (an older version's) is finished if it has its
+    summary, else interrupted."""
+    import socket
+
+    try:
+        status = json.loads((run_dir / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ("finished" if (run_dir / SUMMARY).is_file() else "interrupted"), ""
+    state = status.get("state", "interrupted")
+    if state == "running" and status.get("host", socket.gethostname()) == socket.gethostname() \
+            and not _alive(status.get("pid")):
+        state = "interrupted"
+    return state, status.get("error", "")
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def read_info(run_dir: Path) -> dict:

@@ -20,7 +20,7 @@ from yamlnet.config import Document, resolve
 from yamlnet.config.overrides import differences
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
-from yamlnet.errors import DataError, TrainingError
+from yamlnet.errors import DataError, TrainingError, YamlnetError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.metrics import direction
 from yamlnet.model import Model, load_model
@@ -101,7 +101,17 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet: bool | Non
         trainer = _Trainer(source, out, tuple(overrides), resume, reporter)
         reporter.message(render(trainer.config, trainer.model.layers))  # shapes first, as Caffe prints them
         reporter.message(f"run directory: {trainer.run_dir}")
-        return trainer.run()
+        runs.mark(trainer.run_dir, "running")
+        try:
+            result = trainer.run()
+        except YamlnetError as error:
+            runs.mark(trainer.run_dir, "failed", str(error))
+            raise
+        except BaseException:
+            runs.mark(trainer.run_dir, "interrupted")
+            raise
+        runs.mark(trainer.run_dir, "interrupted" if result.interrupted else "finished")
+        return result
     finally:
         reporter.close()
         if "trainer" in locals():
