@@ -46,7 +46,7 @@ def test_a_run_leaves_everything_behind(tmp_path):
     result = train(SMALL, out=tmp_path / "run")
     run_dir = result.run_dir
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run.json",
-                                                         "summary.txt"]
+                                                         "status.json", "summary.txt"]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert set(records[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
