@@ -99,3 +99,12 @@ def test_help_texts_read_cleanly_and_show_defaults(run):
     evaluate = run("evaluate", "--help").output
     assert re.search(r"--test\s+Use the data set", evaluate) and "<bool>" not in evaluate  # a flag, shown as one
 
+
+
+def test_tensorboard_without_its_extra_is_one_line(run, monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if not installed
+    result = run("train", "simple", "--log", "tensorboard", "--out", str(tmp_path / "run"), "--set", "training.epochs=1")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == \
+        'training.log: tensorboard writes with tensorboardX: pip install "yamlnet[tensorboard]"'

@@ -188,6 +188,8 @@ def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not wi
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final line."),
           plot_: bool = typer.Option(False, "--plot", help="Draw the run's PNGs at the end (see plot)."),
+          log: Optional[List[str]] = typer.Option(None, "--log", metavar="KIND",
+                                                  help="Also log to tensorboard (training.log)."),
           set_: Optional[List[str]] = SetOption):
     """Train the model with mini-batch gradient descent, as the file says."""
     from yamlnet.train import train as run_training
@@ -195,7 +197,8 @@ def train(file: Optional[Path] = typer.Argument(None, help=MODEL_HELP + " Not wi
     if resume is not None and file is not None:
         _fail("--resume continues a run as it was configured: give no model file (--set training.epochs=N "
               "extends it)", 2)
-    result = run_training(file, out, set_ or (), resume=resume, quiet=quiet)
+    overrides = [*(set_ or ()), *([f"training.log={json.dumps(sorted(set(log)))}"] if log else [])]
+    result = run_training(file, out, overrides, resume=resume, quiet=quiet)
     if plot_ and not result.interrupted:
         from yamlnet.plots import plot as draw_plots
         draw_plots(result.run_dir)

@@ -210,6 +210,9 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
         raise error from None
     rows = _rows(results, spec["metric"])
     _write_csv(sweep_dir / "results.csv", rows, [key for key in spec if key not in _RESERVED], spec["metric"])
+    if "tensorboard" in config["training"]["log"]:
+        from yamlnet.tracking import write_hparams
+        write_hparams(sweep_dir, rows, [key for key in spec if key not in _RESERVED], spec["metric"])
     return {"dir": sweep_dir, "metric": spec["metric"], "keys": [k for k in spec if k not in _RESERVED],
             "rows": rows, "source": str(source), "overrides": list(overrides)}
 

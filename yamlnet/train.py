@@ -30,6 +30,7 @@ from yamlnet.optim import OPTIMIZERS, SHAPED_BY_EPOCHS, learning_rate_at
 from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
 from yamlnet.signals import StopRequest
+from yamlnet.tracking import make_logs, require as require_logs
 from yamlnet.summary import render
 
 
@@ -115,7 +116,7 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet: bool | Non
     finally:
         reporter.close()
         if "trainer" in locals():
-            trainer.model.close_workers()
+            trainer.close()
 
 
 #: what may change on --resume: more (or fewer) epochs, and how often to checkpoint; everything else is
@@ -201,6 +202,7 @@ class _Trainer:
         self.reporter = reporter
         config, document = self._config(source, overrides, resume)
         self.config, self.training = config, config["training"]
+        require_logs(config)
         # the one sequence of refusals (a resumed run loads its own weights, not training.init_weights)
         self.model = Model(config, document, checked_layers(config, document, init_weights=resume is None))
         self.data = self._load_data(document)
@@ -218,6 +220,13 @@ class _Trainer:
         else:
             self._start_run(source, out, overrides)
         self.metrics = runs.read_metrics(self.run_dir)
+        self.logs = make_logs(config, self.run_dir, self.state.epoch)
+
+    def close(self) -> None:
+        """End the model's worker processes and the run's logs."""
+        self.model.close_workers()
+        for log in self.logs:
+            log.close()
 
     def _config(self, source, overrides, resume) -> tuple[dict, Document]:
         """The resolved config: the file's with its overrides, or the resumed run's (extended)."""
@@ -395,6 +404,8 @@ class _Trainer:
             runs.save_checkpoint(self.run_dir / runs.BEST, self._checkpoint_arrays(), {"epoch": state.epoch})
         runs.append_metrics(self.run_dir, record)
         self.metrics.append(record)
+        for log in self.logs:
+            log.epoch(record, self.model)
         self._save_last()
         self.reporter.end_epoch(record, self.training["epochs"])
 

@@ -98,6 +98,9 @@ TRAINING_PROPERTIES = {
                       "x-example": "{cat: 2, dog: 1}",
                       "description": "weight each sample's loss by its class: balanced (n / (classes · n_class), from "
                                      "the training part's counts), or by class name (classes not named: 1)"},
+    "log": {"type": "array", "items": {"enum": ["tensorboard"]}, "default": [], "uniqueItems": True,
+            "description": "where else the run reports: tensorboard (event files in the run directory's tb/; "
+                           "pip install \"yamlnet[tensorboard]\")"},
     "init_weights": {"type": "string", "minLength": 1, "x-path": True,
                      "description": "start from trained weights: a run directory (its best.npz) or a model .npz"},
     "init_layers": {"type": "array", "items": LAYER_NAME, "minItems": 1,
