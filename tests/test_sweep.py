@@ -84,7 +84,7 @@ def test_a_failing_run_is_reported_and_the_others_go_on(model_file, tmp_path):
     ("layers.conv9.filters: [1, 2]\n", "no layer named conv9"),
     ("training.learning_rate: [0.1, -1]\n", "training.learning_rate: must be greater than 0, got -1"),
     ("lr: [0.1]\n", "s.yaml:1:1: sweep.lr: unknown key 'lr'"),
-    ("training.epochs: 3\n", "must be a list, got 3"),
+    ("training.epochs: 3\n", "must be a list of values, or a range {low, high} (tpe), got 3"),
     ("mode: randm\n", "did you mean 'random'?"),
 ])
 def test_bad_sweeps_are_refused_before_anything_runs(model_file, tmp_path, sweep_text, message):

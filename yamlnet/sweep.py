@@ -54,6 +54,20 @@ def sweep_spec(source, sweep_file=None, overrides=()) -> dict:
     return fill_defaults(SWEEP_SCHEMA, dict(document.data["sweep"]))
 
 
+def _check_ranges(spec: dict) -> None:
+    """Ranges are for tpe; a range must run upwards, and a log range stay above 0."""
+    for key, values in spec.items():
+        if key in _RESERVED or isinstance(values, list):
+            continue
+        if spec["mode"] != "tpe":
+            raise ConfigError(f"sweep.{key}: a range {{low, high}} is for mode: tpe; {spec['mode']} takes a list of values")
+        if values["low"] >= values["high"] or (values.get("log") and values["low"] <= 0):
+            raise ConfigError(f"sweep.{key}: a range needs low < high (and low > 0 with log: true), got "
+                              f"{values['low']}..{values['high']}")
+        if values.get("log") and values.get("step"):
+            raise ConfigError(f"sweep.{key}: a range takes log: true or a step, not both")
+
+
 def combinations(spec: dict) -> list[dict]:
     """The runs of a sweep: every combination of the swept values (or ``samples`` of them, drawn)."""
     keys = [key for key in spec if key not in _RESERVED]
@@ -175,16 +189,22 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
               dask_address: str | None = None, on_result=None) -> dict:
     """Run a sweep; returns {"dir", "metric", "rows"} with one row per combination, best first."""
     spec = sweep_spec(source, sweep_file, overrides)
+    _check_ranges(spec)
     config, _ = resolve(source, overrides)
-    grid = combinations(spec)
+    grid = combinations(spec) if spec["mode"] != "tpe" else _search_corners(spec)
     for combination in grid:  # every combination must be possible (shapes, memory) before any runs
         try:
             plan(source, [*overrides, *as_overrides(combination)], memory_check=True)
         except YamlnetError as error:
             values = ", ".join(f"{key}={json.dumps(value)}" for key, value in combination.items())
             raise type(error)(f"the sweep combination {values} is not possible: {error}") from None
+    if spec["mode"] == "tpe":
+        from yamlnet.search import optuna_module
+        optuna_module()  # (refused in one line before anything is made, when Optuna is missing)
     sweep_dir = Path(out) if out is not None else Path("runs") / config["name"] / time.strftime("sweep-%Y%m%d-%H%M%S")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if spec["mode"] == "tpe":
+        return _search(spec, sweep_dir, source, sweep_file, overrides, workers, dask_address, on_result)
     jobs = [{"source": str(source), "overrides": [*overrides, *as_overrides(combination)],
              "combination": combination, "out": str(sweep_dir / f"run-{index:03d}")}
             for index, combination in enumerate(grid)]
@@ -217,6 +237,59 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
             "rows": rows, "source": str(source), "overrides": list(overrides)}
 
 
+def _search_corners(spec: dict) -> list[dict]:
+    """What a tpe search is checked with before it runs: every list's first and last value with every
+    range's low and high (the rest of the space lies between)."""
+    keys = [key for key in spec if key not in _RESERVED]
+    ends = [[values[0], values[-1]] if isinstance(values, list) else [values["low"], values["high"]]
+            for values in (spec[key] for key in keys)]
+    return [dict(zip(keys, choice)) for choice in zip(*ends)]
+
+
+def _search(spec, sweep_dir, source, sweep_file, overrides, workers, dask_address, on_result) -> dict:
+    """A tpe sweep (``yamlnet.search``): its trials, rows and results.csv as a grid's."""
+    from yamlnet.search import run_search
+
+    record = {"source": str(source), "overrides": list(overrides), "sweep": spec}
+    previous = sweep_dir / "sweep.json"
+    if previous.is_file():
+        try:
+            before = json.loads(previous.read_text(encoding="utf-8"))
+        except ValueError:
+            before = None
+        if not before or before.get("sweep") != spec or before.get("overrides") != list(overrides):
+            raise ConfigError("holds another sweep (another search space or --set); continue it as it was "
+                              "started, or choose another --out", file=str(sweep_dir))
+    previous.write_text(json.dumps(record, indent=2) + "\n")
+    keys = [key for key in spec if key not in _RESERVED]
+    try:
+        results = run_search(spec, sweep_dir, str(source), overrides, workers or os.cpu_count() or 1, dask_address,
+                             on_result)
+    except (KeyboardInterrupt, _Stopped) as stop:
+        again = " ".join([str(source), *(["--sweep", str(sweep_file)] if sweep_file else []), "--out", str(sweep_dir),
+                          *(f"--set {shlex.quote(item)}" for item in overrides)])
+        error = Interrupted(f"interrupted; the trials it reached wrote checkpoints, and the study is in "
+                            f"{sweep_dir / 'study.journal'}. Continue the search with: yamlnet sweep {again}")
+        error.exit_code = getattr(stop, "exit_code", 130)
+        raise error from None
+    rows = _rows(results, spec["metric"])
+    _write_csv(sweep_dir / "results.csv", rows, keys, spec["metric"])
+    return {"dir": sweep_dir, "metric": spec["metric"], "keys": keys, "rows": rows, "source": str(source),
+            "overrides": list(overrides)}
+
+
+def dask_client(address: str):
+    """A client of the Dask scheduler at ``address`` (a context manager), or one line saying what is wrong."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ConfigError("--dask needs dask.distributed: pip install 'yamlnet[dask]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {error}") from None
+
+
 def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
     results: list[dict] = []
 
@@ -226,15 +299,8 @@ def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
             on_result(result)
 
     if dask_address:
-        try:
-            from dask.distributed import Client, as_completed
-        except ImportError:
-            raise ConfigError("--dask needs dask.distributed: pip install 'yamlnet[dask]'") from None
-        try:
-            client = Client(dask_address, timeout="10s")
-        except (OSError, TimeoutError) as error:
-            raise ConfigError(f"cannot reach the Dask scheduler at {dask_address}: {error}") from None
-        with client:
+        with dask_client(dask_address) as client:
+            from dask.distributed import as_completed
             futures = client.map(run_one, jobs, pure=False)
             for future in as_completed(futures):
                 collect(future.result())

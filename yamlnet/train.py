@@ -65,6 +65,7 @@ class TrainResult:
     already_finished: bool = False  # --resume of a run that had ended: nothing was trained
     stopped_by: str = ""  # interrupted: Ctrl-C, SIGTERM or SIGHUP
     exit_code: int = 0  # interrupted: what a shell reports for that signal (130, 143, 129)
+    pruned: bool = False  # stopped by ``on_epoch`` (a search's pruner), its checkpoint written
 
     def load_model(self):
         """The run's trained ``Model`` (its best checkpoint): it takes raw images (``Model.predict_proba``)."""
@@ -88,18 +89,20 @@ class TrainResult:
 
 
 def train(source=None, out=None, overrides=(), *, resume=None, quiet: bool | None = None, curves: bool = False,
-          reporter: Reporter | None = None) -> TrainResult:
+          reporter: Reporter | None = None, on_epoch=None) -> TrainResult:
     """Train the model of ``source`` (a path, YAML string or dict) and return its run.
 
     ``out``: the run directory (default ``runs/<name>/<timestamp>/``); ``overrides``: ``KEY=VALUE``
     strings as for ``--set``; ``resume``: a run directory to continue instead of starting one.
     ``quiet``: True prints nothing; None (default) shows a progress line and the epochs in a Jupyter
     notebook and prints nothing elsewhere; False prints as the command line does. ``curves``: in a
-    notebook, learning curves redrawn after every epoch too.
+    notebook, learning curves redrawn after every epoch too. ``on_epoch(record)``, called after each
+    epoch with its metrics.jsonl record, may return True to stop the run there (a search pruning it).
     """
     reporter = reporter or make_reporter(quiet, curves)
     try:
         trainer = _Trainer(source, out, tuple(overrides), resume, reporter)
+        trainer.on_epoch = on_epoch
         reporter.message(render(trainer.config, trainer.model.layers))  # shapes first, as Caffe prints them
         reporter.message(f"run directory: {trainer.run_dir}")
         runs.mark(trainer.run_dir, "running")
@@ -111,7 +114,7 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet: bool | Non
         except BaseException:
             runs.mark(trainer.run_dir, "interrupted")
             raise
-        runs.mark(trainer.run_dir, "interrupted" if result.interrupted else "finished")
+        runs.mark(trainer.run_dir, "pruned" if result.pruned else "interrupted" if result.interrupted else "finished")
         return result
     finally:
         reporter.close()
@@ -221,6 +224,7 @@ class _Trainer:
             self._start_run(source, out, overrides)
         self.metrics = runs.read_metrics(self.run_dir)
         self.logs = make_logs(config, self.run_dir, self.state.epoch)
+        self.on_epoch = None
 
     def close(self) -> None:
         """End the model's worker processes and the run's logs."""
@@ -343,8 +347,17 @@ class _Trainer:
                 if stop.requested:
                     return self._interrupt(stop)
                 self._end_epoch(learning_rate, time.perf_counter() - started)
+                if self.on_epoch is not None and self.on_epoch(self.metrics[-1]):
+                    return self._pruned()
         result = self._result(interrupted=False)
         self._write_summary(result)
+        return result
+
+    def _pruned(self) -> TrainResult:
+        """``on_epoch`` asked to stop: the epoch's checkpoint is written; the run ends unfinished."""
+        self.reporter.message(f"pruned after epoch {self.state.epoch}")
+        result = self._result(interrupted=False)
+        result.pruned = True
         return result
 
     def _start_epoch(self) -> tuple[float, float, int]:

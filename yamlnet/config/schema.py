@@ -130,15 +130,26 @@ SWEEP_SCHEMA = {
     "type": "object",
     "description": "yamlnet sweep: dotted keys (as for --set) mapped to lists of values, and how to combine them",
     "properties": {
-        "mode": {"enum": ["grid", "random"], "default": "grid",
-                 "description": "grid: every combination; random: samples combinations drawn from the grid"},
-        "samples": {"type": "integer", "minimum": 1, "description": "random: how many combinations"},
+        "mode": {"enum": ["grid", "random", "tpe"], "default": "grid",
+                 "description": "grid: every combination; random: samples combinations drawn from the grid; "
+                                "tpe: samples trials chosen by Optuna's TPE sampler from lists and ranges "
+                                "(pip install \"yamlnet[search]\")"},
+        "samples": {"type": "integer", "minimum": 1, "description": "random, tpe: how many combinations (tpe: 20)"},
+        "prune": {"enum": ["none", "median"], "default": "none",
+                  "description": "tpe: median stops a trial whose metric after an epoch is worse than the median of "
+                                 "earlier trials at that epoch (Optuna's MedianPruner, after 5 trials and 1 epoch)"},
         "metric": {"enum": list(METRICS), "default": "val_accuracy",
                    "description": "the table is sorted by each run's best value of this metric"},
-        "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "random: seeds the draw"},
+        "seed": {"type": "integer", "minimum": 0, "default": 0,
+                 "description": "random: seeds the draw; tpe: seeds the sampler"},
     },
     "patternProperties": {r"^[A-Za-z_][^.\[\]]*(\.[^.\[\]]+|\[\d+\])+$": {
-        "type": "array", "minItems": 1, "description": "the values to try for this key"}},
+        "anyOf": [{"type": "array", "minItems": 1},
+                  {"type": "object", "required": ["low", "high"], "additionalProperties": False,
+                   "properties": {"low": {"type": "number"}, "high": {"type": "number"},
+                                  "log": {"type": "boolean"}, "step": {"type": "number", "exclusiveMinimum": 0}}}],
+        "x-expected": "a list of values, or a range {low, high} (tpe)",
+        "description": "the values to try for this key: a list, or for tpe a range {low, high, log, step}"}},
     "additionalProperties": False,
 }
 
