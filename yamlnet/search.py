@@ -14,7 +14,6 @@ Dask cluster of several machines the sweep directory must be on a file system th
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys

@@ -228,13 +228,8 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
                             f"Continue the sweep with: yamlnet sweep {again}")
         error.exit_code = getattr(stop, "exit_code", 130)
         raise error from None
-    rows = _rows(results, spec["metric"])
-    _write_csv(sweep_dir / "results.csv", rows, [key for key in spec if key not in _RESERVED], spec["metric"])
-    if "tensorboard" in config["training"]["log"]:
-        from yamlnet.tracking import write_hparams
-        write_hparams(sweep_dir, rows, [key for key in spec if key not in _RESERVED], spec["metric"])
-    return {"dir": sweep_dir, "metric": spec["metric"], "keys": [k for k in spec if k not in _RESERVED],
-            "rows": rows, "source": str(source), "overrides": list(overrides)}
+    return _finish(sweep_dir, results, [key for key in spec if key not in _RESERVED], spec["metric"], source,
+                   overrides)
 
 
 def _search_corners(spec: dict) -> list[dict]:
@@ -272,9 +267,17 @@ def _search(spec, sweep_dir, source, sweep_file, overrides, workers, dask_addres
                             f"{sweep_dir / 'study.journal'}. Continue the search with: yamlnet sweep {again}")
         error.exit_code = getattr(stop, "exit_code", 130)
         raise error from None
-    rows = _rows(results, spec["metric"])
-    _write_csv(sweep_dir / "results.csv", rows, keys, spec["metric"])
-    return {"dir": sweep_dir, "metric": spec["metric"], "keys": keys, "rows": rows, "source": str(source),
+    return _finish(sweep_dir, results, keys, spec["metric"], source, overrides)
+
+
+def _finish(sweep_dir: Path, results: list[dict], keys: list[str], metric: str, source, overrides) -> dict:
+    """The rows of a sweep's runs, best first; results.csv; TensorBoard's HParams summary where its runs log."""
+    rows = _rows(results, metric)
+    _write_csv(sweep_dir / "results.csv", rows, keys, metric)
+    if "tensorboard" in resolve(source, overrides)[0]["training"]["log"]:
+        from yamlnet.tracking import write_hparams
+        write_hparams(sweep_dir, rows, keys, metric)
+    return {"dir": sweep_dir, "metric": metric, "keys": keys, "rows": rows, "source": str(source),
             "overrides": list(overrides)}
 
 
