@@ -62,29 +62,3 @@ class CrossEntropy:
         grad /= divisor
         return loss, grad, probs
 
-
-def class_weights(setting, classes: list[str], train_labels: np.ndarray) -> np.ndarray | None:
-    """``training.class_weights`` as an array (C,) in label order: ``balanced`` gives class c the weight
-    n / (C · n_c) from the training part's labels (scikit-learn's and Keras users' "balanced"); a mapping
-    names classes (the others weigh 1). None without the key. A name that is not a class, or a balanced
-    class with no training sample, is a ``DataError`` located at that key."""
-    from yamlnet.config.schema import suggest
-    from yamlnet.errors import DataError
-
-    if setting is None:
-        return None
-    if setting == "balanced":
-        counts = np.bincount(train_labels, minlength=len(classes))
-        if not counts.all():
-            missing = classes[int(np.argmin(counts))]
-            raise DataError(f"balanced weights need every class in the training part, and {missing} has no image",
-                            config_key=("training", "class_weights"))
-        return len(train_labels) / (len(classes) * counts)
-    weights = np.ones(len(classes))
-    for name, weight in setting.items():
-        name = str(name)  # (a file's {3: 2.0} names the class "3")
-        if name not in classes:
-            raise DataError(f"is not a class of the data{suggest(name, classes)} (classes: {', '.join(classes)})",
-                            config_key=("training", "class_weights", name))
-        weights[classes.index(name)] = weight
-    return weights

@@ -29,6 +29,14 @@ import numpy as np
 
 from yamlnet import signals
 
+#: the variables that set a BLAS library's thread count in a process about to start
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def blas_environment(threads: int) -> dict[str, str]:
+    """This process's environment with BLAS set to ``threads`` threads: for a process it starts."""
+    return {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
+
 #: a shard with less work than this (forward multiply-adds) costs more than it saves: handing a
 #: shard over takes ~70 µs here, and small arrays hold the GIL. Measured on 2 cores, LeNet breaks
 #: even at 32 samples a shard (7 M), gains 20 % at 64 (13 M); the 8 × 8 digits net loses at any size.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet import runs
-from yamlnet.figures import pyplot, save
+from yamlnet.figures import draw_learning_curves, pyplot, save
 from yamlnet.metrics import best_value
 from yamlnet.errors import DataError
 
@@ -34,29 +34,6 @@ def learning_curves(run_dir: Path) -> Path:
     if not metrics:
         raise DataError("has no finished epoch to plot (metrics.jsonl is empty)", file=str(run_dir))
     return draw_learning_curves(metrics, run_dir / "learning_curves.png", f"learning curves — {run_dir}")
-
-
-def draw_learning_curves(metrics: list[dict], target, title: str = "learning curves"):
-    """Loss and accuracy by epoch, training and validation, from metrics.jsonl's records: to a file
-    (``target`` a path) or as PNG into a binary stream (a notebook's display)."""
-    plt = pyplot()
-    epochs = [m["epoch"] for m in metrics]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, key in zip(axes, ("loss", "accuracy")):
-        axis.plot(epochs, [m[key] for m in metrics], marker="o", label="train")
-        if metrics[0].get(f"val_{key}") is not None:
-            axis.plot(epochs, [m[f"val_{key}"] for m in metrics], marker="o", label="validation")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(key)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle(title)
-    if isinstance(target, (str, Path)):
-        return save(figure, Path(target))
-    figure.tight_layout()
-    figure.savefig(target, format="png", dpi=80)
-    plt.close(figure)
-    return target
 
 
 def first_filters(run_dir: Path) -> Path | None:

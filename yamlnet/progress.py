@@ -127,7 +127,7 @@ class NotebookReporter(PlainReporter):
         if self.curves:
             import io
 
-            from yamlnet.plots import draw_learning_curves
+            from yamlnet.figures import draw_learning_curves
             buffer = io.BytesIO()
             draw_learning_curves(self.records, buffer)
             self.figure.update({"image/png": buffer.getvalue(), "text/plain": "learning curves"}, raw=True)

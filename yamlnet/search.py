@@ -14,7 +14,6 @@ Dask cluster of several machines the sweep directory must be on a file system th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,26 @@ from pathlib import Path
 from yamlnet import runs
 from yamlnet.errors import ConfigError, YamlnetError
 from yamlnet.metrics import best_value, direction
+
+class Stopped(Exception):
+    """A signal stopped the sweep: the runs it reached wrote checkpoints; no new run was started."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+def dask_client(address: str):
+    """A client of the Dask scheduler at ``address`` (a context manager), or one line saying what is wrong."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ConfigError("--dask needs dask.distributed: pip install 'yamlnet[dask]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {error}") from None
+
 
 STUDY = "study.journal"
 STUDY_NAME = "yamlnet"
@@ -176,17 +195,16 @@ class _Runner:
                 outcome = run_trial(job)
                 yield self._tell(trial, job, outcome)
                 if outcome["state"] == "interrupted":
-                    from yamlnet.sweep import _Stopped
-                    raise _Stopped(outcome["exit_code"])
+                    raise Stopped(outcome["exit_code"])
         else:
             yield from self._in_processes(count)
 
     def _in_processes(self, count: int):
         """Each trial a ``python -m yamlnet.search JOB`` process with one BLAS thread, ``workers`` at once."""
+        from yamlnet.parallel import blas_environment
         from yamlnet.signals import StopRequest, deferred
-        from yamlnet.sweep import _THREAD_VARIABLES, _Stopped
 
-        environment = {**os.environ, **{name: "1" for name in _THREAD_VARIABLES}}
+        environment = blas_environment(1)
         running, asked = [], 0
         with StopRequest() as stop:
             while running or (asked < count and not stop.requested):
@@ -212,10 +230,9 @@ class _Runner:
                                                                      "error": f"ended with {process.returncode}"}
                     yield self._tell(trial, job, outcome)
         if stop.requested:
-            raise _Stopped(stop.exit_code)
+            raise Stopped(stop.exit_code)
 
     def _on_dask(self, count: int):
-        from yamlnet.sweep import dask_client
         from dask.distributed import wait
 
         with dask_client(self.dask_address) as client:

@@ -28,7 +28,9 @@ from yamlnet.config.schema import SWEEP_SCHEMA, check, fill_defaults
 from yamlnet.errors import ConfigError, Interrupted, YamlnetError
 from yamlnet.metrics import best_value, direction
 from yamlnet.plan import plan
+from yamlnet.parallel import blas_environment
 from yamlnet.runs import SUMMARY, read_metrics
+from yamlnet.search import Stopped, dask_client, optuna_module, run_search
 from yamlnet.signals import STOP_SIGNALS, StopRequest, deferred
 
 _RESERVED = set(SWEEP_SCHEMA["properties"])
@@ -116,14 +118,6 @@ def run_one(job: dict) -> dict:
         return _result(job, "failed", f"{type(error).__name__}: {error}")
 
 
-class _Stopped(Exception):
-    """A signal stopped the sweep: the runs it reached wrote checkpoints; no new run was started."""
-
-    def __init__(self, exit_code: int):
-        super().__init__(exit_code)
-        self.exit_code = exit_code
-
-
 def _run_processes(jobs: list[dict], workers: int, collect) -> None:
     """Each run as its own ``yamlnet train`` process, ``workers`` at a time, each with one BLAS
     thread (N runs on N cores beat N runs fighting over each core). Results come back through the
@@ -132,7 +126,7 @@ def _run_processes(jobs: list[dict], workers: int, collect) -> None:
     The runs have a session of their own, so that a terminal's Ctrl-C reaches the sweep alone; the
     sweep passes each stop signal (Ctrl-C, SIGTERM, SIGHUP) on to every run once, starts no new run,
     and waits for the runs to write their checkpoints (a second signal is passed on too: they stop at once)."""
-    environment = {**os.environ, **{name: "1" for name in _THREAD_VARIABLES}}
+    environment = blas_environment(1)
     pending, running = list(jobs), []
     forwarded = None
 
@@ -182,7 +176,7 @@ def _run_processes(jobs: list[dict], workers: int, collect) -> None:
             finished(entry)
         raise
     if stop.requested:
-        raise _Stopped(stop.exit_code)
+        raise Stopped(stop.exit_code)
 
 
 def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int | None = None,
@@ -199,7 +193,6 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
             values = ", ".join(f"{key}={json.dumps(value)}" for key, value in combination.items())
             raise type(error)(f"the sweep combination {values} is not possible: {error}") from None
     if spec["mode"] == "tpe":
-        from yamlnet.search import optuna_module
         optuna_module()  # (refused in one line before anything is made, when Optuna is missing)
     sweep_dir = Path(out) if out is not None else Path("runs") / config["name"] / time.strftime("sweep-%Y%m%d-%H%M%S")
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -221,15 +214,20 @@ def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int |
         {"source": str(source), "overrides": list(overrides), "sweep": spec, "runs": jobs}, indent=2) + "\n")
     try:
         results = _execute(jobs, workers or os.cpu_count() or 1, dask_address, on_result)
-    except (KeyboardInterrupt, _Stopped) as stop:
-        again = " ".join([str(source), *(["--sweep", str(sweep_file)] if sweep_file else []), "--out", str(sweep_dir),
-                          *(f"--set {shlex.quote(item)}" for item in overrides)])
-        error = Interrupted(f"interrupted; the runs it reached wrote checkpoints, no new run was started. "
-                            f"Continue the sweep with: yamlnet sweep {again}")
-        error.exit_code = getattr(stop, "exit_code", 130)
-        raise error from None
+    except (KeyboardInterrupt, Stopped) as stop:
+        raise _interrupted(stop, "the runs it reached wrote checkpoints, no new run was started. Continue the sweep",
+                           source, sweep_file, sweep_dir, overrides) from None
     return _finish(sweep_dir, results, [key for key in spec if key not in _RESERVED], spec["metric"], source,
                    overrides)
+
+
+def _interrupted(stop, what: str, source, sweep_file, sweep_dir: Path, overrides) -> Interrupted:
+    """The one line a stopped sweep ends with: what it kept, and the command that continues it."""
+    again = " ".join([str(source), *(["--sweep", str(sweep_file)] if sweep_file else []), "--out", str(sweep_dir),
+                      *(f"--set {shlex.quote(item)}" for item in overrides)])
+    error = Interrupted(f"interrupted; {what} with: yamlnet sweep {again}")
+    error.exit_code = getattr(stop, "exit_code", 130)
+    return error
 
 
 def _search_corners(spec: dict) -> list[dict]:
@@ -243,8 +241,6 @@ def _search_corners(spec: dict) -> list[dict]:
 
 def _search(spec, sweep_dir, source, sweep_file, overrides, workers, dask_address, on_result) -> dict:
     """A tpe sweep (``yamlnet.search``): its trials, rows and results.csv as a grid's."""
-    from yamlnet.search import run_search
-
     record = {"source": str(source), "overrides": list(overrides), "sweep": spec}
     previous = sweep_dir / "sweep.json"
     if previous.is_file():
@@ -260,13 +256,10 @@ def _search(spec, sweep_dir, source, sweep_file, overrides, workers, dask_addres
     try:
         results = run_search(spec, sweep_dir, str(source), overrides, workers or os.cpu_count() or 1, dask_address,
                              on_result)
-    except (KeyboardInterrupt, _Stopped) as stop:
-        again = " ".join([str(source), *(["--sweep", str(sweep_file)] if sweep_file else []), "--out", str(sweep_dir),
-                          *(f"--set {shlex.quote(item)}" for item in overrides)])
-        error = Interrupted(f"interrupted; the trials it reached wrote checkpoints, and the study is in "
-                            f"{sweep_dir / 'study.journal'}. Continue the search with: yamlnet sweep {again}")
-        error.exit_code = getattr(stop, "exit_code", 130)
-        raise error from None
+    except (KeyboardInterrupt, Stopped) as stop:
+        raise _interrupted(stop, f"the trials it reached wrote checkpoints, and the study is in "
+                                 f"{sweep_dir / 'study.journal'}. Continue the search", source, sweep_file, sweep_dir,
+                           overrides) from None
     return _finish(sweep_dir, results, keys, spec["metric"], source, overrides)
 
 
@@ -279,18 +272,6 @@ def _finish(sweep_dir: Path, results: list[dict], keys: list[str], metric: str, 
         write_hparams(sweep_dir, rows, keys, metric)
     return {"dir": sweep_dir, "metric": metric, "keys": keys, "rows": rows, "source": str(source),
             "overrides": list(overrides)}
-
-
-def dask_client(address: str):
-    """A client of the Dask scheduler at ``address`` (a context manager), or one line saying what is wrong."""
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ConfigError("--dask needs dask.distributed: pip install 'yamlnet[dask]'") from None
-    try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError) as error:
-        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {error}") from None
 
 
 def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
@@ -312,14 +293,13 @@ def _execute(jobs, workers, dask_address, on_result) -> list[dict]:
             result = run_one(job)
             collect(result)
             if result["status"] == "interrupted":  # the run caught the signal: the sweep stops with it
-                raise _Stopped(result["exit_code"])
+                raise Stopped(result["exit_code"])
     else:
         _run_processes(jobs, workers, collect)
     order = {job["out"]: index for index, job in enumerate(jobs)}
     return sorted(results, key=lambda result: order[result["out"]])
 
 
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _rows(results: list[dict], metric: str) -> list[dict]:

@@ -20,12 +20,12 @@ from yamlnet.config import Document, resolve
 from yamlnet.config.overrides import differences
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
+from yamlnet.config.schema import suggest
 from yamlnet.errors import DataError, TrainingError, YamlnetError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.metrics import direction
 from yamlnet.model import Model, load_model
 from yamlnet.npzio import write_text_atomic
-from yamlnet.losses import class_weights
 from yamlnet.optim import OPTIMIZERS, SHAPED_BY_EPOCHS, learning_rate_at
 from yamlnet.plan import check_init_weights, checked_layers
 from yamlnet.progress import Reporter, epoch_header, epoch_line, make_reporter
@@ -181,6 +181,30 @@ class EarlyStopping:
 
     def exhausted(self, state: LoopState) -> bool:
         return bool(self.patience) and state.bad_epochs >= self.patience
+
+
+def class_weights(setting, classes: list[str], train_labels: np.ndarray) -> np.ndarray | None:
+    """``training.class_weights`` as an array (C,) in label order: ``balanced`` gives class c the weight
+    n / (C · n_c) from the training part's labels (scikit-learn's and Keras users' "balanced"); a mapping
+    names classes (the others weigh 1). None without the key. A name that is not a class, or a balanced
+    class with no training sample, is a ``DataError`` located at that key."""
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = np.bincount(train_labels, minlength=len(classes))
+        if not counts.all():
+            missing = classes[int(np.argmin(counts))]
+            raise DataError(f"balanced weights need every class in the training part, and {missing} has no image",
+                            config_key=("training", "class_weights"))
+        return len(train_labels) / (len(classes) * counts)
+    weights = np.ones(len(classes))
+    for name, weight in setting.items():
+        name = str(name)  # (a file's {3: 2.0} names the class "3")
+        if name not in classes:
+            raise DataError(f"is not a class of the data{suggest(name, classes)} (classes: {', '.join(classes)})",
+                            config_key=("training", "class_weights", name))
+        weights[classes.index(name)] = weight
+    return weights
 
 
 def load_training_data(model: Model, config: dict, document: Document):

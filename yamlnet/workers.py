@@ -43,7 +43,7 @@ import weakref
 from pathlib import Path
 import numpy as np
 
-from yamlnet import signals
+from yamlnet import parallel, signals
 from yamlnet.errors import YamlnetWarning
 
 #: off: shards run as threads (tests set it to compare the two)
@@ -208,7 +208,7 @@ class ShardWorkers:
             raise
 
     def _start(self, shard: int, memory: int, blas_threads: int) -> None:
-        environment = {**os.environ, **{name: str(blas_threads) for name in _THREAD_VARIABLES}}
+        environment = parallel.blas_environment(blas_threads)
         code = (f"import sys; sys.path[0] = {_ROOT!r}; from yamlnet.shard_worker import main; "
                 f"main({memory}, %d, %d, {[int(number) for number in signals.handled()]!r})")
         with signals.deferred():  # a process started is a process recorded, whatever arrives meanwhile
@@ -296,7 +296,6 @@ class ShardWorkers:
                 for shard, (start, stop) in enumerate(bounds)]
 
 
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
 def _reap(process: subprocess.Popen) -> None:
