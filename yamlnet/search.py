@@ -175,8 +175,8 @@ class _Runner:
         optuna = optuna_module()
         metrics = runs.read_metrics(Path(job["out"]))
         state = outcome["state"]
-        if outcome["error"]:
-            self.study.set_trial_user_attr(trial.number, "error", outcome["error"])
+        if outcome["error"] and state != "interrupted":
+            trial.set_user_attr("error", outcome["error"])
         if state == "ok" and best_value(metrics, self.spec["metric"]) is not None:
             self.study.tell(trial, best_value(metrics, self.spec["metric"]))
         elif state == "pruned":
@@ -226,8 +226,12 @@ class _Runner:
                     process, trial, job = entry
                     output = process.stdout.read().strip().splitlines()
                     process.stdout.close()
-                    outcome = json.loads(output[-1]) if output else {"state": "failed", "exit_code": 1,
-                                                                     "error": f"ended with {process.returncode}"}
+                    if output:
+                        outcome = json.loads(output[-1])
+                    elif stop.requested:  # stopped before it could say so: it runs again at the next start
+                        outcome = {"state": "interrupted", "exit_code": stop.exit_code, "error": ""}
+                    else:
+                        outcome = {"state": "failed", "exit_code": 1, "error": f"ended with {process.returncode}"}
                     yield self._tell(trial, job, outcome)
         if stop.requested:
             raise Stopped(stop.exit_code)
