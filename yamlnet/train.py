@@ -18,9 +18,9 @@ import numpy as np
 from yamlnet import checkpoint, parallel, runs
 from yamlnet.config import Document, resolve
 from yamlnet.config.overrides import differences
+from yamlnet.config.schema import suggest
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
-from yamlnet.config.schema import suggest
 from yamlnet.errors import DataError, TrainingError, YamlnetError
 from yamlnet.evaluate import loss_and_accuracy, predict
 from yamlnet.metrics import direction
@@ -101,8 +101,7 @@ def train(source=None, out=None, overrides=(), *, resume=None, quiet: bool | Non
     """
     reporter = reporter or make_reporter(quiet, curves)
     try:
-        trainer = _Trainer(source, out, tuple(overrides), resume, reporter)
-        trainer.on_epoch = on_epoch
+        trainer = _Trainer(source, out, tuple(overrides), resume, reporter, on_epoch)
         reporter.message(render(trainer.config, trainer.model.layers))  # shapes first, as Caffe prints them
         reporter.message(f"run directory: {trainer.run_dir}")
         runs.mark(trainer.run_dir, "running")
@@ -225,8 +224,8 @@ def load_training_data(model: Model, config: dict, document: Document):
 
 
 class _Trainer:
-    def __init__(self, source, out, overrides, resume, reporter):
-        self.reporter = reporter
+    def __init__(self, source, out, overrides, resume, reporter, on_epoch=None):
+        self.reporter, self.on_epoch = reporter, on_epoch
         config, document = self._config(source, overrides, resume)
         self.config, self.training = config, config["training"]
         require_logs(config)
@@ -248,7 +247,6 @@ class _Trainer:
             self._start_run(source, out, overrides)
         self.metrics = runs.read_metrics(self.run_dir)
         self.logs = make_logs(config, self.run_dir, self.state.epoch)
-        self.on_epoch = None
 
     def close(self) -> None:
         """End the model's worker processes and the run's logs."""
@@ -271,8 +269,9 @@ class _Trainer:
     def _load_data(self, document: Document):
         """The data, split and normalized; the model takes its normalization, class names and class weights."""
         data = load_training_data(self.model, self.config, document)
-        if self._loss_text():
-            self.reporter.message(self._loss_text())
+        loss = self._loss_text()
+        if loss:
+            self.reporter.message(loss)
         return data
 
     def _loss_text(self) -> str:
@@ -461,5 +460,6 @@ class _Trainer:
         lines = [render(self.config, self.model.layers), ""]
         lines += [epoch_header(self.training["epochs"])]
         lines += [epoch_line(record, self.training["epochs"]) for record in result.metrics]
-        lines += ["", result.final_line()] + ([self._loss_text()] if self._loss_text() else [])
+        loss = self._loss_text()
+        lines += ["", result.final_line()] + ([loss] if loss else [])
         write_text_atomic(self.run_dir / runs.SUMMARY, "\n".join(lines) + "\n")
