@@ -37,11 +37,11 @@ def unpad(xp: np.ndarray, p: int) -> np.ndarray:
     return xp if p == 0 else xp[:, p:-p, p:-p, :]
 
 
-def windows(xp: np.ndarray, f: int, s: int, n_h: int, n_w: int) -> np.ndarray:
-    """A read-only view (N, n_H, n_W, f, f, C) of every f × f window at stride s; no copy."""
+def windows(xp: np.ndarray, f: int, s: int, n_h: int, n_w: int, d: int = 1) -> np.ndarray:
+    """A read-only view (N, n_H, n_W, f, f, C) of every f × f window at stride s, its taps d apart; no copy."""
     sn, sh, sw, sc = xp.strides
     return as_strided(xp, shape=(xp.shape[0], n_h, n_w, f, f, xp.shape[3]),
-                      strides=(sn, s * sh, s * sw, sh, sw, sc), writeable=False)
+                      strides=(sn, s * sh, s * sw, d * sh, d * sw, sc), writeable=False)
 
 
 def im2col(xp: np.ndarray, f: int, s: int, n_h: int, n_w: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -129,9 +129,10 @@ def short_window_rows(f: int, c: int) -> bool:
     return f * c < 16
 
 
-def offset_view(xp: np.ndarray, i: int, j: int, s: int, n_h: int, n_w: int) -> np.ndarray:
-    """The (N, n_H, n_W, C) slice of ``xp`` seen by kernel offset (i, j) of every window."""
-    return xp[:, i:i + s * (n_h - 1) + 1:s, j:j + s * (n_w - 1) + 1:s, :]
+def offset_view(xp: np.ndarray, i: int, j: int, s: int, n_h: int, n_w: int, d: int = 1) -> np.ndarray:
+    """The (N, n_H, n_W, C) slice of ``xp`` seen by kernel offset (i, j) of every window (taps d apart)."""
+    top, left = i * d, j * d
+    return xp[:, top:top + s * (n_h - 1) + 1:s, left:left + s * (n_w - 1) + 1:s, :]
 
 
 def keep_freed_memory() -> None:
@@ -370,19 +371,6 @@ def batch_chunks(n: int, bytes_per_sample: int, limit: int | None = None) -> lis
 
 # -- grouped, depthwise and dilated convolutions -----------------------------------------------------
 
-def dilated_windows(xp: np.ndarray, f: int, s: int, d: int, n_h: int, n_w: int) -> np.ndarray:
-    """A read-only view (N, n_H, n_W, f, f, C) of every f × f window at stride s whose taps are d apart."""
-    sn, sh, sw, sc = xp.strides
-    return as_strided(xp, shape=(xp.shape[0], n_h, n_w, f, f, xp.shape[3]),
-                      strides=(sn, s * sh, s * sw, d * sh, d * sw, sc), writeable=False)
-
-
-def tap_view(array: np.ndarray, i: int, j: int, s: int, d: int, n_h: int, n_w: int) -> np.ndarray:
-    """The (N, n_H, n_W, C) part of a padded batch that kernel tap (i, j) reads at every output position."""
-    top, left = i * d, j * d
-    return array[:, top:top + s * (n_h - 1) + 1:s, left:left + s * (n_w - 1) + 1:s, :]
-
-
 def padded_slices(x: np.ndarray, p: int, bytes_per_sample: int, scratch: Scratch, name: str = "padded"):
     """(start, stop, the slice of x padded by p) for cache-sized slices of the batch: each slice is padded
     into one reused buffer (its zero border written once), so that the taps read it from cache."""
@@ -407,7 +395,7 @@ def grouped_conv(x: np.ndarray, weights: np.ndarray, p: int, s: int, d: int, gro
     k_group = k // groups
     z = np.empty((x.shape[0], n_h, n_w, k), dtype=weights.dtype)
     for start, stop, xp in padded_slices(x, p, n_h * n_w * f * f * c_group * x.itemsize, scratch):
-        view = dilated_windows(xp, f, s, d, n_h, n_w)
+        view = windows(xp, f, s, n_h, n_w, d)
         cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), x.dtype)
         rows = z[start:stop].reshape(-1, k)
         for g in range(groups):
@@ -431,7 +419,7 @@ def grouped_conv_grads(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, p: in
     dw = np.zeros_like(weights)
     dx = np.empty(x.shape, dtype=dz.dtype) if input_grad else None
     for start, stop, xp in padded_slices(x, p, n_h * n_w * f * f * c_group * x.itemsize, scratch):
-        view = dilated_windows(xp, f, s, d, n_h, n_w)
+        view = windows(xp, f, s, n_h, n_w, d)
         cols = scratch.get("cols", (stop - start, n_h, n_w, f, f, c_group), x.dtype)
         dz_rows = dz[start:stop].reshape(-1, k)
         dxp = scratch.zeros("dxp", xp.shape, dz.dtype) if input_grad else None
@@ -446,16 +434,16 @@ def grouped_conv_grads(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, p: in
                 target = dxp[..., g * c_group:(g + 1) * c_group]
                 for i in range(f):
                     for j in range(f):
-                        tap_view(target, i, j, s, d, n_h, n_w)[...] += dcols[:, :, :, i, j]
+                        offset_view(target, i, j, s, n_h, n_w, d)[...] += dcols[:, :, :, i, j]
         if input_grad:
             dx[start:stop] = dxp[:, p:p + h, p:p + w]
     return dx, dw
 
 
 def _tap_rows(array: np.ndarray, i: int, j: int, s: int, d: int, n_h: int, n_w: int) -> np.ndarray:
-    """``tap_view`` as rows of n_W·C values where the stride allows (s = 1: a tap's columns are one
+    """``offset_view`` as rows of n_W·C values where the stride allows (s = 1: a tap's columns are one
     contiguous run per row), so that a per-channel vector tiled to a row broadcasts along whole rows."""
-    view = tap_view(array, i, j, s, d, n_h, n_w)
+    view = offset_view(array, i, j, s, n_h, n_w, d)
     return view.reshape(*view.shape[:2], -1) if s == 1 else view
 
 
