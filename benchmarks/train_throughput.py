@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                       # models/lenet.yaml and models/ng_example.yaml
     python benchmarks/train_throughput.py models/simple.yaml    # any model files
     python benchmarks/train_throughput.py --memory              # also: peak RSS of training LeNet on 60,000 shapes
+    python benchmarks/train_throughput.py --size 64 benchmarks/models/cifar.yaml   # the same net at 64 × 64
 
 Each figure is samples/s over an "epoch" of --samples random inputs already in memory (float32,
 batch 64, plain SGD: forward, loss, backward, step; inference: forward at batch 64), after one
@@ -12,6 +13,11 @@ rounds, and a ratio is the median of the rounds' ratios, so that a shared, noisy
 alike. (In one process they disturb each other: OpenBLAS's idle threads spin for a while after
 each call, and yamlnet's allocator setting speeds PyTorch up too.) PyTorch is never a dependency
 of yamlnet: `pip install torch` to get the comparison.
+
+Beside the speed: each framework's peak resident memory in training (yamlnet's: its process plus its
+shard workers, each counted at the largest worker's peak), and yamlnet's achieved multiply-adds per
+second in training (three products a layer: forward, and the two gradients) against the machine's
+peak, measured as a 2048 × 2048 float32 product (np.dot) on the same threads.
 """
 
 from __future__ import annotations
@@ -49,8 +55,8 @@ def blas_info() -> tuple[int, str]:
 
 
 # -- yamlnet ------------------------------------------------------------------------------
-def yamlnet_steps(model_file: str, batch: int, learning_rate: float = 0.01):
-    model = yamlnet.build_model(model_file)
+def yamlnet_steps(model_file: str, batch: int, learning_rate: float = 0.01, overrides=()):
+    model = yamlnet.build_model(model_file, overrides)
     optimizer = SGD(model.parameters(), model.config["training"] | {"weight_decay": 0.0})
 
     def train_step(x, y):
@@ -96,11 +102,11 @@ def epoch_rate(step, batches) -> float:
 
 
 def worker(framework: str, model_file: str, batch: int, samples: int, epochs: int, threads: int,
-           infer_batch: int) -> dict:
+           infer_batch: int, overrides=()) -> dict:
     """Run in a fresh process: median samples/s of training and of inference over ``epochs`` epochs,
     after one warm-up epoch. Each framework gets a process of its own, as on a user's laptop: no
     thread pools spinning beside it, no allocator settings but its own."""
-    config, layers = plan(model_file)  # shapes only: building a yamlnet Model would tune glibc for torch too
+    config, layers = plan(model_file, overrides)  # shapes only: building a yamlnet Model would tune glibc for torch too
     rng = np.random.default_rng(0)
     x = rng.random((samples, *config["input"]), dtype=np.float32)
     y = rng.integers(0, layers[-1].output_shape[0], samples)
@@ -110,31 +116,55 @@ def worker(framework: str, model_file: str, batch: int, samples: int, epochs: in
         train_step, infer_step = torch_steps(layers)
         x, y = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), torch.from_numpy(y)
     else:
-        _, train_step, infer_step = yamlnet_steps(model_file, batch)
+        model, train_step, infer_step = yamlnet_steps(model_file, batch, overrides=overrides)
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, samples, batch)]
     inputs = [(x[i:i + infer_batch],) for i in range(0, samples, infer_batch)]
     result = {}
     for kind, step, args in (("train", train_step, batches), ("infer", infer_step, inputs)):
         rates = [epoch_rate(step, args) for _ in range(epochs + 1)][1:]
         result[kind] = statistics.median(rates)
+    result["workers_rss_mb"] = 0.0
+    if framework != "torch":  # the shard workers: reaped at close, so their largest peak is the children's
+        count = len(model.shards.worker_pids)
+        model.close_workers()
+        result["workers_rss_mb"] = count * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return result
 
 
+def peak_macs(threads: int) -> float:
+    """Multiply-adds per second of a 2048 × 2048 float32 product on ``threads`` BLAS threads: the best of 5."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        a @ a
+        best = min(_timed(lambda: a @ a) for _ in range(5))
+    return 2048 ** 3 / best
+
+
+def _timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: bool, rounds: int,
-            threads: int, infer_batch: int) -> dict:
+            threads: int, infer_batch: int, overrides=()) -> dict:
     """Rounds of [yamlnet process, PyTorch process], one after the other; the ratio of each round,
     and the median over rounds, so that a noisy machine hurts both alike."""
-    _, layers = plan(model_file)
+    _, layers = plan(model_file, overrides)
     found = {"yamlnet": [], "torch": []}
     for _ in range(rounds):
         for framework in ("yamlnet", "torch") if with_torch else ("yamlnet",):
             command = [sys.executable, __file__, "--worker", framework, model_file, "--batch", str(batch),
                        "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads),
-                       "--infer-batch", str(infer_batch)]
+                       "--infer-batch", str(infer_batch), *(part for item in overrides for part in ("--set", item))]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             found[framework].append(json.loads(output.strip().splitlines()[-1]))
     result = {"model": Path(model_file).stem, "params": sum(layer.param_count() for layer in layers),
-              "peak_rss_mb": max(r["peak_rss_mb"] for r in found["yamlnet"])}
+              "macs": sum(layer.macs() for layer in layers),
+              "peak_rss_mb": max(r["peak_rss_mb"] + r["workers_rss_mb"] for r in found["yamlnet"]),
+              "torch_rss_mb": max((r["peak_rss_mb"] for r in found["torch"]), default=None)}
     for kind in ("train", "infer"):
         ours = [r[kind] for r in found["yamlnet"]]
         result[kind] = {"yamlnet": statistics.median(ours)}
@@ -179,19 +209,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one process per framework")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     parser.add_argument("--memory", action="store_true", help="also measure training memory on 60,000 images")
+    parser.add_argument("--size", type=int, help="every model's input at N × N (its channels kept)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of every model file, as yamlnet's --set")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         result = worker(args.worker, args.models[0], args.batch, args.samples, args.epochs, args.threads,
-                        args.infer_batch)
+                        args.infer_batch, args.overrides)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     threads, kernel = blas_info()
     memory = training_memory() if args.memory else None
+    peak = peak_macs(threads)
     torch_version = None
     if not args.no_torch:
         try:
@@ -205,22 +239,30 @@ def main() -> None:
           + (f", PyTorch {torch_version} ({threads} threads)" if with_torch else ", no PyTorch"))
     print(f"batch {args.batch} (inference {args.infer_batch}), float32, plain SGD; samples/s: median of {args.epochs} epochs of {args.samples} "
           f"samples in a fresh process per framework, {args.rounds} rounds;\nratio: median over rounds of "
-          f"yamlnet / PyTorch\n")
+          f"yamlnet / PyTorch; this machine's peak: {peak / 1e9:.1f} G multiply-adds/s (2048² float32 product)\n")
     name_width = max(12, *(len(Path(model).stem) for model in args.models))
     header = f"{'model':<{name_width}} {'params':>8}"
     for kind in ("train", "infer"):
         header += f" {kind:>9}" + (f" {'torch':>9} {'ratio':>6}" if with_torch else "")
-    print(header + f" {'peak RSS':>9}")
+    print(header + f" {'peak RSS':>9}" + (f" {'torch':>9}" if with_torch else "") + f" {'G MAC/s':>8} {'of peak':>7}")
     for model_file in args.models:
+        overrides = list(args.overrides)
+        if args.size:
+            channels = plan(model_file, overrides)[0]["input"][2]
+            overrides.append(f"input=[{args.size}, {args.size}, {channels}]")
         r = measure(model_file, args.batch, args.samples, args.epochs, with_torch, args.rounds, threads,
-                    args.infer_batch)
+                    args.infer_batch, overrides)
         line = f"{r['model']:<{name_width}} {r['params']:>8,}"
         for kind in ("train", "infer"):
             line += f" {r[kind]['yamlnet']:>9,.0f}"
             if with_torch:
                 line += f" {r[kind]['torch']:>9,.0f} {r[kind]['ratio']:>6.2f}"
-        print(line + f" {r['peak_rss_mb']:>6,.0f} MB", flush=True)
-    print("\npeak RSS: of the yamlnet process (data, model and the timed epochs)")
+        achieved = 3 * r["macs"] * r["train"]["yamlnet"]  # forward, and the two gradients of every product
+        line += f" {r['peak_rss_mb']:>6,.0f} MB" + (f" {r['torch_rss_mb']:>6,.0f} MB" if with_torch else "")
+        print(line + f" {achieved / 1e9:>8.1f} {achieved / peak:>6.0%}", flush=True)
+    print("\npeak RSS: in training, the yamlnet process (data, model and the timed epochs) and its shard workers "
+          "(each counted at the largest one's peak), and the PyTorch process; G MAC/s: yamlnet's multiply-adds "
+          "a second in training, 3 × the forward's a sample (the first layer's input gradient counted too)")
     if memory is not None:
         print(f"peak RSS of training lenet for an epoch on 60,000 generated 28 × 28 × 1 shapes: {memory[0]:,.0f} MB"
               f" (and {memory[1]:,.0f} MB private to its shard workers)")
