@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yamlnet.config.blocks import group_path
+from yamlnet.config.blocks import group_path, shared_groups
 from yamlnet.errors import ConfigError
 from yamlnet.graph import INPUT, Graph
 from yamlnet.layers.base import shape_text
@@ -85,10 +85,7 @@ def mermaid(config: dict, layers) -> str:
         nodes = graph_nodes(config, layers)
         lines, open_groups = ["graph TD"], []
         for index, node in enumerate(nodes):
-            shared = 0
-            while shared < min(len(open_groups), len(node["groups"])) and \
-                    open_groups[shared] == node["groups"][shared]:
-                shared += 1
+            shared = shared_groups(open_groups, node["groups"])
             lines += ["end"] * (len(open_groups) - shared)
             lines += [f'subgraph {group.replace(".", "_")} ["{group}"]' for group in node["groups"][shared:]]
             open_groups = node["groups"]

@@ -22,6 +22,7 @@ import numpy as np
 from yamlnet.errors import ConfigError
 from yamlnet.graph import INPUT, run_backward
 from yamlnet.layers.base import shape_text
+from yamlnet.layers.softmax import softmax
 
 
 def trained_model(source):
@@ -129,7 +130,7 @@ def _cam_layer(model, name: str | None) -> int:
 
 
 def _class_index(model, name: str) -> int:
-    classes = list(model.classes or [str(k) for k in range(model.output_shape[0])])
+    classes = list(model.classes)
     if name not in classes:
         from yamlnet.config.schema import suggest
         raise ConfigError(f"--class: {name!r} is not a class of the model{suggest(name, classes)}; "
@@ -195,10 +196,12 @@ def inspect(source, inputs=(), *, index: int | None = None, layers: list[str] | 
     x = model.normalize(raw)
     found = activations(model, x, layers, normalized=True)
     predicted = grad_cam(model, x, layer=layer, normalized=True)
-    names = list(model.classes or [str(k) for k in range(model.output_shape[0])])
+    names = list(model.classes)
     wanted = sorted({names[k] for k in predicted.classes} | ({class_name} if class_name else set()), key=names.index)
-    cams = {name: grad_cam(model, x, name, layer, normalized=True) for name in wanted}
-    probabilities = model.predict_proba(x, normalized=True)
+    # each class's for every image; where every image predicts that class, it is the predicted one already
+    cams = {name: predicted if np.all(predicted.classes == names.index(name)) else
+            grad_cam(model, x, name, layer, normalized=True) for name in wanted}
+    probabilities = softmax(predicted.logits)  # (the logits are the traced forward's: no pass more)
     result = Inspection(files, probabilities, found, cams, predicted, names)
     if npz is not None:
         arrays = {f"activations/{name}": value for name, value in found.items()}

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from yamlnet.metrics import direction
+from yamlnet.metrics import direction, value_of
 
 
 class Optimizer:
@@ -135,9 +135,7 @@ def _plateau(base: float, records: list[dict], schedule: dict) -> float:
     metric, sign = schedule["metric"], direction(schedule["metric"])
     rate, best, bad = base, None, 0
     for record in records:
-        value = record.get(metric)
-        if value is None:  # no validation part: the training metric stands in, as for early stopping
-            value = record[metric.removeprefix("val_")]
+        value = value_of(record, metric)
         if best is None or (value > best * (1 + 1e-4) if sign > 0 else value < best * (1 - 1e-4)):
             best, bad = value, 0
         else:

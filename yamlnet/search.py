@@ -21,7 +21,8 @@ from pathlib import Path
 
 from yamlnet import runs
 from yamlnet.errors import ConfigError, YamlnetError
-from yamlnet.metrics import best_value, direction
+from yamlnet.config.schema import SWEEP_SCHEMA
+from yamlnet.metrics import best_value, direction, value_of
 
 class Stopped(Exception):
     """A signal stopped the sweep: the runs it reached wrote checkpoints; no new run was started."""
@@ -87,8 +88,6 @@ def run_trial(job: dict) -> dict:
     """Train one trial (``job``: its study, trial number, source, overrides, run directory), reporting
     its metric after every epoch and stopping where the pruner says; returns its state and metrics.
     Never raises: a failure is reported as the trial's."""
-    from yamlnet.train import train
-
     study = open_study(Path(job["sweep_dir"]))
     optuna = optuna_module()
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, job["number"])
@@ -96,22 +95,29 @@ def run_trial(job: dict) -> dict:
     metric = job["metric"]
 
     def report(record: dict) -> bool:
-        value = record.get(metric)
-        value = record[metric.removeprefix("val_")] if value is None else value
-        trial.report(value, record["epoch"])
+        trial.report(value_of(record, metric), record["epoch"])
         return trial.should_prune()
+
+    return train_job(job, report)
+
+
+def train_job(job: dict, on_epoch=None) -> dict:
+    """Train a sweep's run or a search's trial (``job``: source, overrides, run directory ``out``), or resume
+    it where its directory holds a checkpoint; {"state": ok, pruned, interrupted or failed, "error",
+    "exit_code"}. Never raises: a run's failure, even a bug, is reported as that run's, not the sweep's."""
+    from yamlnet.train import train
 
     out = Path(job["out"])
     try:
         if (out / runs.LAST).is_file():
-            result = train(resume=out, quiet=True, on_epoch=report)
+            result = train(resume=out, quiet=True, on_epoch=on_epoch)
         else:
-            result = train(job["source"], out=out, overrides=job["overrides"], quiet=True, on_epoch=report)
+            result = train(job["source"], out=out, overrides=job["overrides"], quiet=True, on_epoch=on_epoch)
         state = "pruned" if result.pruned else "interrupted" if result.interrupted else "ok"
         return {"state": state, "error": "", "exit_code": result.exit_code}
     except YamlnetError as error:
         return {"state": "failed", "error": str(error), "exit_code": 1}
-    except Exception as error:  # a trial's bug must not stop the search
+    except Exception as error:
         return {"state": "failed", "error": f"{type(error).__name__}: {error}", "exit_code": 1}
 
 
@@ -139,7 +145,7 @@ def run_search(spec: dict, sweep_dir: Path, source: str, overrides, workers: int
 
 
 #: the sweep section's own keys (not swept)
-RESERVED = {"mode", "samples", "metric", "seed", "prune"}
+RESERVED = set(SWEEP_SCHEMA["properties"])
 
 
 def _out(sweep_dir: Path, number: int) -> Path:

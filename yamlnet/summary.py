@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from yamlnet.config.blocks import group_path
+from yamlnet.config.blocks import group_path, shared_groups
 from yamlnet.graph import Graph
 from yamlnet.layers import Layer
 from yamlnet.layers.base import shape_text
@@ -47,8 +47,7 @@ def render(config: dict, layers: list[Layer], explain: bool = False, depth: int 
     rows, notes, open_groups = [], {}, []
     for layer in layers:
         groups = group_path(layer.name)
-        shared = next((k for k, (a, b) in enumerate(zip(open_groups, groups)) if a != b), min(len(open_groups),
-                                                                                            len(groups)))
+        shared = shared_groups(open_groups, groups)
         for level, group in enumerate(groups[shared:], start=shared):
             if depth is None or level < depth:
                 members = [other for other in layers if other.name.startswith(group + ".")]

@@ -30,7 +30,7 @@ from yamlnet.metrics import best_value, direction
 from yamlnet.plan import plan
 from yamlnet.parallel import blas_environment
 from yamlnet.runs import SUMMARY, read_metrics
-from yamlnet.search import Stopped, dask_client, optuna_module, run_search
+from yamlnet.search import Stopped, dask_client, optuna_module, run_search, train_job
 from yamlnet.signals import STOP_SIGNALS, StopRequest, deferred
 
 _RESERVED = set(SWEEP_SCHEMA["properties"])
@@ -101,21 +101,10 @@ def _result(job: dict, status: str, error: str = "") -> dict:
 
 def run_one(job: dict) -> dict:
     """Train one combination in this process (or resume it, or note that it finished); never raises."""
-    from yamlnet.train import train
-
-    out = Path(job["out"])
-    if _finished(out):
+    if _finished(Path(job["out"])):
         return _result(job, "done before")
-    try:
-        if _started(out):
-            result = train(resume=out, quiet=True)
-        else:
-            result = train(job["source"], out=out, overrides=job["overrides"], quiet=True)
-        return {**_result(job, "interrupted" if result.interrupted else "ok"), "exit_code": result.exit_code}
-    except YamlnetError as error:
-        return _result(job, "failed", str(error))
-    except Exception as error:  # a run's bug must not stop the others; it is reported in the table
-        return _result(job, "failed", f"{type(error).__name__}: {error}")
+    outcome = train_job(job)
+    return {**_result(job, outcome["state"], outcome["error"]), "exit_code": outcome["exit_code"]}
 
 
 def _run_processes(jobs: list[dict], workers: int, collect) -> None:

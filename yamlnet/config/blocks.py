@@ -42,6 +42,15 @@ def group_path(name: str) -> list[str]:
     return [".".join(parts[:end]) for end in range(1, len(parts))]
 
 
+def shared_groups(before: list[str], now: list[str]) -> int:
+    """How many of the groups (``group_path``) a layer shares with the one before it, outermost first:
+    the groups a view keeps open; those past it close, and ``now``'s past it open."""
+    shared = 0
+    while shared < min(len(before), len(now)) and before[shared] == now[shared]:
+        shared += 1
+    return shared
+
+
 def has_short_forms(data: Any) -> bool:
     """Whether the file uses ``blocks:``, a block or ``repeat`` (else it is already plain)."""
     if not isinstance(data, Mapping):
