@@ -78,6 +78,13 @@ def deadline():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def image_cache(tmp_path_factory):
+    """Disk caches of test folders (data.cache: disk) go to a temporary folder, not ~/.cache/yamlnet."""
+    os.environ["YAMLNET_CACHE_DIR"] = str(tmp_path_factory.mktemp("image-cache"))
+    return os.environ["YAMLNET_CACHE_DIR"]
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -28,6 +28,6 @@ def test_the_estimate_of_generated_data_is_its_own_entry():
     config, layers = plan({"input": [8, 8, 1], "layers": [{"type": "dense", "units": 10}],
                            "data": {"dataset": "shapes", "n_samples": 100, "n_test": 0}})
     size, what = training_memory(config, layers)[-1]
-    assert what == "100 generated images" and size == 100 * 64 * 4
+    assert what == "100 images held in memory" and size == 100 * 64 * 4
     with pytest.raises(Exception):
         parse_size("lots")

@@ -56,3 +56,30 @@ def test_files_get_the_mode_the_umask_gives(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o640
+
+
+def test_an_array_file_reads_rows_in_place_as_the_array_holds_them(tmp_path):
+    from yamlnet.errors import ReadError
+    from yamlnet.npzio import open_array, open_npy, open_npz_member
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((30, 5, 4, 2)).astype(np.float32), np.arange(30)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    (tmp_path / "folder").mkdir()
+    np.save(tmp_path / "folder" / "x.npy", x)
+    for source in (tmp_path / "d.npz", tmp_path / "folder"):
+        rows = open_array(source, "x")
+        assert rows.shape == x.shape and rows.dtype == x.dtype
+        for index in (np.array([7, 0, 29, 7]), slice(3, 9), 4):
+            assert np.array_equal(rows[index], x[index])
+    assert np.array_equal(open_npz_member(tmp_path / "d.npz", "y")[:], y)
+    np.savez_compressed(tmp_path / "c.npz", x=x)
+    with pytest.raises(DataError, match=r"is compressed \(numpy.savez_compressed\).*store it with numpy.savez"):
+        open_npz_member(tmp_path / "c.npz", "x")
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    with pytest.raises(DataError, match="Fortran order"):
+        open_npy(tmp_path / "f.npy")
+    rows = open_array(tmp_path / "folder", "x")
+    data = (tmp_path / "folder" / "x.npy").read_bytes()
+    (tmp_path / "folder" / "x.npy").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ReadError, match="ends early: row 29 of 30"):
+        rows[[29]]

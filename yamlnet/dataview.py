@@ -11,6 +11,7 @@ import numpy as np
 
 from yamlnet.data import load_data
 from yamlnet.data.augment import Augmenter
+from yamlnet.data.stream import passes
 from yamlnet.plan import plan
 
 
@@ -21,15 +22,19 @@ def describe(source, overrides=()) -> dict:
     parts = {"training": splits.y[splits.train], "validation": splits.y[splits.val]}
     if splits.y_test is not None:
         parts["test"] = splits.y_test
-    normalized = splits.x[splits.train]
-    raw = normalized * splits.scale + splits.shift
+    ranges = []  # (a pass at a time: the data may not fit in memory)
+    for rows in passes(splits.train, splits.x.shape[1:]):
+        normalized = splits.x[rows]
+        raw = normalized * splits.scale + splits.shift
+        ranges.append([raw.min(), raw.max(), normalized.min(), normalized.max()])
+    ranges = np.array(ranges, dtype=np.float64)
     return {
         "dataset": config["data"]["dataset"],
         "image": list(config["input"]),
         "classes": splits.classes,
         "counts": {part: np.bincount(labels, minlength=len(splits.classes)).tolist() for part, labels in parts.items()},
-        "raw_range": [float(raw.min()), float(raw.max())],
-        "normalized_range": [float(normalized.min()), float(normalized.max())],
+        "raw_range": [float(ranges[:, 0].min()), float(ranges[:, 1].max())],
+        "normalized_range": [float(ranges[:, 2].min()), float(ranges[:, 3].max())],
         "normalization": config["data"]["normalization"],
     }, config, splits
 

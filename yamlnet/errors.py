@@ -48,6 +48,11 @@ class DataError(YamlnetError):
     """A data set, data file or checkpoint does not match the model, or cannot be read."""
 
 
+class ReadError(DataError):
+    """Data that was there when training began cannot be read now (an image deleted or damaged, a file
+    cut short): training stops with a checkpoint, naming it."""
+
+
 class TrainingError(YamlnetError):
     """Training could not go on (the loss became NaN or infinite)."""
 

@@ -9,17 +9,28 @@ from pathlib import Path
 
 import numpy as np
 
+from yamlnet.data.stream import Feed
+
 BATCH = 512  # samples gathered from the data at a time (the model then runs them in smaller batches)
 
 
-def predict(model, x: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities (n, n_classes) for ``x[indices]`` (all of ``x`` if None), a batch at a time."""
-    n = len(x) if indices is None else len(indices)
-    out = []
-    for start in range(0, n, BATCH):
-        chunk = slice(start, start + BATCH)
-        out.append(model.predict_proba(x[chunk] if indices is None else x[indices[chunk]], normalized=True))
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), model.dtype)
+def predict(model, x, indices: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities (n, n_classes) for the normalized images ``x[indices]`` (all of ``x`` if None)."""
+    return predict_rows(model, x, np.arange(len(x)) if indices is None else indices)[0]
+
+
+def predict_rows(model, x, indices: np.ndarray, skip_bad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities (n, n_classes), the rows of ``indices`` they are of): ``x[indices]`` a chunk at a
+    time, read ahead where ``x`` is streamed (with ``skip_bad``, images that cannot be read are left out)."""
+    probs, rows = [], []
+    with Feed(x, [indices[start:start + BATCH] for start in range(0, len(indices), BATCH)],
+              skip_bad=skip_bad) as feed:
+        for kept, images in feed:
+            probs.append(model.predict_proba(images, normalized=True))
+            rows.append(kept)
+    if not probs:
+        return np.zeros((0, model.output_shape[-1]), model.dtype), np.zeros(0, np.int64)
+    return np.concatenate(probs), np.concatenate(rows)
 
 
 def loss_and_accuracy(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -69,9 +80,12 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
     from yamlnet.data.npz import read_xy
     from yamlnet.errors import DataError
 
+    from yamlnet.memory import model_bytes
+
     model = load_trained(path)
     if data is None:
-        splits = load_data(model.config, model.output_shape[0], dtype=model.dtype)
+        splits = load_data(model.config, model.output_shape[0], dtype=model.dtype,
+                           model_bytes=model_bytes(model.config, model.layers))
         if split == "test":
             if splits.x_test is None:
                 raise DataError("the run's data set has no separate test set (data.test_path for npz and folder, "
@@ -82,8 +96,9 @@ def evaluate(path, data: str | None = None, *, split: str = "validation", x_key:
             raise DataError("the run has no validation part (validation_split is 0); pass --data FILE.npz",
                             file=str(path))
         else:
-            x, y = splits.x[splits.val], splits.y[splits.val]
-    elif Path(data).is_dir():  # class folders, matched to the model's classes by name
+            probs, rows = predict_rows(model, splits.x, splits.val)
+            return {**report(probs, splits.y[rows]), "classes": model.classes}
+    elif Path(data).is_dir() and not (Path(data) / f"{x_key}.npy").is_file():  # class folders, matched by name
         from yamlnet.data.folder import Resize, read_folder
         settings = model.config["data"]
         x, y, _ = read_folder(Path(data), model.input_shape, Resize.of(settings), model.classes,

@@ -42,8 +42,20 @@ def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
     Counts each layer's weights, gradients and optimizer state; its output and the gradient of it
     for the whole batch (outputs kept for later readers are among them), and one more gradient per
     extra reader; a conv's im2col columns and input-gradient buffers. The data set is counted apart
-    (the last entry) where its size is known before loading: generated shapes, a folder's images.
+    (the last entry, ``data_memory``) where its size is known before loading.
     """
+    estimates = layer_memory(config, layers)
+    data = data_memory(config, sum(size for size, _ in estimates))
+    return estimates + ([data] if data else [])
+
+
+def model_bytes(config: dict, layers: list) -> int:
+    """Estimated bytes of training the model, its data left out."""
+    return sum(size for size, _ in layer_memory(config, layers))
+
+
+def layer_memory(config: dict, layers: list) -> list[tuple[int, str]]:
+    """``training_memory``'s entries of the layers: (bytes, what dominates) each."""
     training = config["training"]
     itemsize = BYTES[training["dtype"]]
     batch = training["batch_size"]
@@ -57,13 +69,25 @@ def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
         parts = {"weights": weights, "activations": activations,
                  "im2col and input-gradient buffers": layer.scratch_bytes(batch, itemsize)}
         estimates.append((sum(parts.values()), max(parts, key=parts.get)))
-    data = config["data"]
-    if data["dataset"] == "shapes":
-        count = data["n_samples"] + data["n_test"]
-        estimates.append((count * elements(config["input"]) * 4, f"{count:,} generated images"))
-    elif data["dataset"] == "folder":
-        from yamlnet.data.folder import count_images
-        count = count_images(data)
-        estimates.append((count * elements(config["input"]) * 4, f"{count:,} decoded images"))
     return estimates
 
+
+def data_memory(config: dict, model_bytes: int) -> tuple[int, str] | None:
+    """Bytes of the data set while training, where its size is known before loading it (generated
+    shapes, a folder's images, an npz's arrays): all its images in memory, or (``data.cache`` none or
+    disk) the batches read ahead and a validation chunk. None where it is not known."""
+    from yamlnet.data import DATASETS
+    from yamlnet.data.stream import READ_THREADS, choose_cache
+    from yamlnet.evaluate import BATCH
+
+    data = config["data"]
+    dataset = DATASETS[data["dataset"]]
+    if dataset.count is None:
+        return None
+    image = elements(config["input"]) * 4
+    cache, _ = choose_cache(config, model_bytes)
+    if cache == "memory":
+        count = dataset.count(data, tuple(config["input"]))
+        return count * image, f"{count:,} images held in memory"
+    batches = (data["prefetch"] + READ_THREADS + 1) * config["training"]["batch_size"] + 2 * BATCH
+    return batches * image, f"batches read ahead (data.cache: {cache})"

@@ -183,6 +183,9 @@ def check_classifier(config: dict, layers: list[Layer], document: Document | Non
         raise document.error(("layers", last), f"the model ends in a volume {shape_text(output)}; a classifier "
                              f"ends in a vector of class scores (flatten or dense, then softmax)", kind=ShapeError)
     dataset = DATASETS[config["data"]["dataset"]]
+    if config["data"].get("cache", "memory") != "memory" and not dataset.streams:
+        raise document.error(("data", "cache"), f"the {dataset.name} data set is held in memory; none and disk "
+                                                f"are for folder and npz", kind=DataError)
     if config["data"].get("classes"):
         try:
             class_names(config["data"], output[0])

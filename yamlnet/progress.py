@@ -37,6 +37,14 @@ class Reporter:
 
     def start_epoch(self, epoch: int, epochs: int, n_batches: int, done: int) -> None: ...
     def batch(self, done: int, loss: float, accuracy: float, samples_per_s: float) -> None: ...
+    def waiting(self, share: float) -> None:
+        """The share of the epoch's time so far that training waited for images (``data.cache`` none
+        or disk); said beside the batches' figures while it is 5 % or more."""
+        self.waited = share
+
+    def _waited(self) -> str:
+        share = getattr(self, "waited", 0.0)
+        return f"  waiting for data {share:.0%}" if share >= 0.05 else ""
     def end_epoch(self, record: dict, epochs: int) -> None: ...
     def message(self, text: str) -> None: ...
     def close(self) -> None: ...
@@ -56,7 +64,7 @@ class PlainReporter(Reporter):
         if time.perf_counter() - self.last >= self.every:
             self.last = time.perf_counter()
             self.message(f"epoch {self.epoch}/{self.epochs}  batch {done}/{self.n_batches}  loss {loss:.4f}  "
-                         f"acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s")
+                         f"acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s{self._waited()}")
 
     def end_epoch(self, record, epochs):
         if not getattr(self, "header_shown", False):
@@ -88,7 +96,7 @@ class RichReporter(PlainReporter):
 
     def batch(self, done, loss, accuracy, samples_per_s):
         self.progress.update(self.task, completed=done,
-                             stats=f"loss {loss:.4f} acc {accuracy:.4f} {samples_per_s:,.0f} samples/s")
+                             stats=f"loss {loss:.4f} acc {accuracy:.4f} {samples_per_s:,.0f} samples/s{self._waited()}")
 
     def message(self, text):
         self.progress.console.print(text, highlight=False, markup=False)
@@ -115,7 +123,8 @@ class NotebookReporter(PlainReporter):
         if time.perf_counter() - self.last >= self.every or done == self.n_batches:
             self.last = time.perf_counter()
             self.status.update({"text/plain": f"epoch {self.epoch}/{self.epochs}  batch {done}/{self.n_batches}  "
-                                              f"loss {loss:.4f}  acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s"},
+                                              f"loss {loss:.4f}  acc {accuracy:.4f}  {samples_per_s:,.0f} samples/s"
+                                              f"{self._waited()}"},
                                raw=True)
 
     def end_epoch(self, record, epochs):

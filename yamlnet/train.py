@@ -20,9 +20,11 @@ from yamlnet.config import Document, resolve
 from yamlnet.config.overrides import differences
 from yamlnet.config.schema import suggest
 from yamlnet.data import load_data
+from yamlnet.data import Feed
 from yamlnet.data.augment import Augmenter
-from yamlnet.errors import DataError, TrainingError, YamlnetError
-from yamlnet.evaluate import loss_and_accuracy, predict
+from yamlnet.errors import DataError, ReadError, TrainingError, YamlnetError
+from yamlnet.evaluate import loss_and_accuracy, predict_rows
+from yamlnet.memory import model_bytes
 from yamlnet.metrics import direction
 from yamlnet.model import Model, load_model
 from yamlnet.npzio import write_text_atomic
@@ -210,7 +212,8 @@ def load_training_data(model: Model, config: dict, document: Document):
     """The data of ``config``, split and normalized (``yamlnet.data.load_data``), its errors located in the
     file; ``model`` takes its normalization, class names and ``training.class_weights``."""
     try:
-        data = load_data(config, model.output_shape[0], dtype=model.dtype)
+        data = load_data(config, model.output_shape[0], dtype=model.dtype,
+                         model_bytes=model_bytes(config, model.layers))
         weights = class_weights(config["training"].get("class_weights"), data.classes, data.y[data.train])
     except DataError as error:
         message = f"{error.file}: {error.message}" if error.file else error.message
@@ -239,7 +242,7 @@ class _Trainer:
         self.augment = Augmenter.of(config["data"]["augment"], np.random.default_rng([self.training["seed"], 3]),
                                     self.data)
         self.n_batches = math.ceil(len(self.data.train) / self.training["batch_size"])
-        self.state, self.order = LoopState(), None
+        self.state, self.order, self.feed = LoopState(), None, None
         self.stopping = EarlyStopping.of(self.training["early_stopping"], len(self.data.val) > 0)
         if resume is not None:
             self._restore()
@@ -249,7 +252,8 @@ class _Trainer:
         self.logs = make_logs(config, self.run_dir, self.state.epoch)
 
     def close(self) -> None:
-        """End the model's worker processes and the run's logs."""
+        """End the model's worker processes, the threads reading images ahead and the run's logs."""
+        self._close_feed()
         self.model.close_workers()
         for log in self.logs:
             log.close()
@@ -269,9 +273,9 @@ class _Trainer:
     def _load_data(self, document: Document):
         """The data, split and normalized; the model takes its normalization, class names and class weights."""
         data = load_training_data(self.model, self.config, document)
-        loss = self._loss_text()
-        if loss:
-            self.reporter.message(loss)
+        for line in (data.note, self._loss_text()):
+            if line:
+                self.reporter.message(line)
         return data
 
     def _loss_text(self) -> str:
@@ -363,13 +367,16 @@ class _Trainer:
             while self.state.epoch < self.training["epochs"] and not self._stops_early():
                 if stop.requested:  # (it came during the last epoch's validation: before this epoch draws its order)
                     return self._interrupt(stop)
-                learning_rate, started, seen_before = self._start_epoch()
-                while self.state.batch < self.n_batches and not stop.requested:
-                    self._train_batch(learning_rate, started, seen_before)
-                    self._checkpoint_mid_epoch()
-                if stop.requested:
-                    return self._interrupt(stop)
-                self._end_epoch(learning_rate, time.perf_counter() - started)
+                try:
+                    learning_rate, started, seen_before = self._start_epoch()
+                    while self.state.batch < self.n_batches and not stop.requested:
+                        self._train_batch(learning_rate, started, seen_before)
+                        self._checkpoint_mid_epoch()
+                    if stop.requested:
+                        return self._interrupt(stop)
+                    self._end_epoch(learning_rate, time.perf_counter() - started)
+                except ReadError as error:
+                    raise self._read_fault(error) from None
                 if self.on_epoch is not None and self.on_epoch(self.metrics[-1]):
                     return self._pruned()
         result = self._result(interrupted=False)
@@ -388,16 +395,24 @@ class _Trainer:
         if self.state.batch == 0:
             train = self.data.train
             self.order = self.shuffle_rng.permutation(train) if self.config["data"]["shuffle"] else train
+        size = self.training["batch_size"]
+        self._close_feed()
+        self.feed = Feed(self.data.x, [self.order[start:start + size] for start in
+                                       range(self.state.batch * size, len(self.order), size)],
+                         ahead=self.config["data"]["prefetch"], skip_bad=self.config["data"].get("skip_bad", False))
         self.reporter.start_epoch(self.state.epoch + 1, self.training["epochs"], self.n_batches, self.state.batch)
         rate = learning_rate_at(self.training, self.state.epoch, self.metrics)
         return rate, time.perf_counter(), self.state.seen
 
     def _train_batch(self, learning_rate: float, started: float, seen_before: int) -> None:
         """One gradient step on the next batch, augmented as ``data.augment`` says."""
-        batch_size, state = self.training["batch_size"], self.state
-        index = self.order[state.batch * batch_size:(state.batch + 1) * batch_size]
+        state = self.state
+        index, images = next(self.feed)
+        if len(index) == 0:  # (every image of the batch was unreadable, and skipped)
+            state.batch += 1
+            return
         labels = self.data.y[index]
-        loss, probs = self.model.train_step_forward(self.augment(self.data.x[index]), labels)
+        loss, probs = self.model.train_step_forward(self.augment(images), labels)
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} in epoch {state.epoch + 1}, batch {state.batch + 1}; try a "
                                 f"smaller learning_rate (now {learning_rate:g}). {runs.LAST} keeps the last good "
@@ -407,7 +422,10 @@ class _Trainer:
         state.loss_sum += loss * len(index)
         state.correct += int(np.sum(probs.argmax(axis=1) == labels))
         state.seen += len(index)
-        rate = (state.seen - seen_before) / max(time.perf_counter() - started, 1e-9)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rate = (state.seen - seen_before) / elapsed
+        if self.feed.streamed:
+            self.reporter.waiting(self.feed.waited / elapsed)
         self.reporter.batch(state.batch, state.loss_sum / state.seen, state.correct / state.seen, rate)
 
     def _checkpoint_mid_epoch(self) -> None:
@@ -430,9 +448,16 @@ class _Trainer:
         record = {"epoch": state.epoch + 1, "loss": state.loss_sum / state.seen,
                   "accuracy": state.correct / state.seen, "val_loss": None, "val_accuracy": None,
                   "learning_rate": learning_rate, "seconds": round(seconds, 3)}
+        skipped, skip_bad = self.feed.skipped, self.feed.skip_bad
+        self._close_feed()
         if len(self.data.val):
-            probs = predict(self.model, self.data.x, self.data.val)
-            record["val_loss"], record["val_accuracy"] = loss_and_accuracy(probs, self.data.y[self.data.val])
+            probs, rows = predict_rows(self.model, self.data.x, self.data.val, skip_bad)
+            record["val_loss"], record["val_accuracy"] = loss_and_accuracy(probs, self.data.y[rows])
+            skipped = skipped + ["a validation image"] * (len(self.data.val) - len(rows))
+        if skipped:
+            self.reporter.message(f"epoch {state.epoch + 1}: skipped {len(skipped)} unreadable image"
+                                  f"{'s' * (len(skipped) > 1)} (data.skip_bad): {', '.join(skipped[:3])}"
+                                  f"{', …' if len(skipped) > 3 else ''}")
         state.epoch += 1
         state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
         self.order = None
@@ -444,6 +469,19 @@ class _Trainer:
             log.epoch(record, self.model)
         self._save_last()
         self.reporter.end_epoch(record, self.training["epochs"])
+
+    def _close_feed(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+
+    def _read_fault(self, error: ReadError) -> ReadError:
+        """An image (or data file) that could be read when the run began cannot be now: the run stops
+        where it stands, a checkpoint written, with one line naming it."""
+        self._close_feed()
+        self._save_last()
+        return ReadError(f"{error.message}; training stopped in epoch {self.state.epoch + 1} after batch "
+                         f"{self.state.batch}, checkpoint written (data.skip_bad: true skips unreadable images); "
+                         f"resume with: yamlnet train --resume {self.run_dir}", file=error.file)
 
     def _stops_early(self) -> bool:
         if self.stopping.exhausted(self.state):

@@ -149,7 +149,7 @@ def test_the_memory_estimate_counts_the_decoded_images(tmp_path):
     root = make_folder(tmp_path / "images", (4, 5, 6))
     config = config_for(root)
     size, what = training_memory(config, make_layers(config))[-1]
-    assert what == "15 decoded images" and size == 15 * 12 * 12 * 3 * 4
+    assert what == "15 images held in memory" and size == 15 * 12 * 12 * 3 * 4
 
 
 def test_a_folder_model_with_other_than_1_or_3_channels_is_refused_by_validate(tmp_path):

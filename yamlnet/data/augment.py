@@ -195,8 +195,10 @@ def cut_out(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.
 
 def raw_range(x: np.ndarray, indices: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> tuple[float, float]:
     """The lowest and highest raw value (x · scale + shift) of the images ``indices``, a slice at a time."""
+    from yamlnet.data.stream import passes
+
     low, high = math.inf, -math.inf
-    for start in range(0, len(indices), 4096):
-        raw = x[indices[start:start + 4096]] * scale + shift
+    for rows in passes(indices, x.shape[1:]):
+        raw = x[rows] * scale + shift
         low, high = min(low, float(raw.min())), max(high, float(raw.max()))
     return low, high

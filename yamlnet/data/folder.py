@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet.data.registry import PATH_KEY, register_dataset
+from yamlnet.data.stream import UnreadableImage
 from yamlnet.errors import DataError, YamlnetWarning
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
@@ -81,7 +82,7 @@ class Resize:
 
 
 def read_image(path: Path, input_shape: tuple[int, int, int], resize: Resize = Resize()) -> np.ndarray:
-    """One image as float32 (n_H, n_W, n_C), 0..255: converted to n_C channels and resized as the model takes it."""
+    """One image as uint8 (n_H, n_W, n_C): converted to n_C channels and resized as the model takes it."""
     from PIL import Image, UnidentifiedImageError
 
     n_h, n_w, n_c = input_shape
@@ -92,21 +93,19 @@ def read_image(path: Path, input_shape: tuple[int, int, int], resize: Resize = R
             image.seek(0)  # a GIF's first frame
             image = image.convert("RGBA").convert(_MODES[n_c]) if image.mode in ("P", "PA", "LA") else \
                 image.convert(_MODES[n_c])
-            pixels = np.asarray(resize(image, n_w, n_h, path), dtype=np.float32)
+            pixels = np.asarray(resize(image, n_w, n_h, path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise UnreadableImage("is gone (deleted or moved since the folder was read)", file=str(path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(f"cannot be read as an image ({type(exc).__name__}: {exc})", file=str(path)) from None
     return pixels.reshape(n_h, n_w, n_c)
-
-
-class UnreadableImage(DataError):
-    """A file that Pillow cannot decode (truncated, damaged, not an image): what ``data.skip_bad`` skips."""
 
 
 class DataWarning(YamlnetWarning):
     """Something in the data was passed over (``data.skip_bad``): the message says what."""
 
 
-def skipped(files: list[Path], where: str) -> None:
+def skipped(files: list, where: str) -> None:
     """One warning line for the unreadable images that ``data.skip_bad`` passed over, if any."""
     if files:
         import warnings
@@ -115,13 +114,13 @@ def skipped(files: list[Path], where: str) -> None:
                                   f"(data.skip_bad): {shown}"), stacklevel=2)
 
 
-def read_folder(folder: Path, input_shape, resize: Resize, classes: list[str] | None = None, what: str = "data.path",
-                skip_bad: bool = False):
-    """(x (N, n_H, n_W, n_C) float32, y (N,), class names) of a folder of class folders. With
-    ``classes`` (the training folder's), a class folder not among them is an error. An image that
-    cannot be read is an error naming it, or with ``skip_bad`` left out (one warning line in all)."""
-    from yamlnet.progress import track
+def refuse_unreadable(error: DataError) -> DataError:
+    return DataError(f"{error.message}; data.skip_bad: true skips unreadable images", file=error.file)
 
+
+def list_folder(folder: Path, classes: list[str] | None = None, what: str = "data.path"):
+    """(image files, labels (N,), class names) of a folder of class folders. With ``classes`` (the
+    training folder's), a class folder not among them is an error."""
     folders = class_folders(Path(folder), what)
     names = [path.name for path in folders]
     if classes is not None:
@@ -136,21 +135,108 @@ def read_folder(folder: Path, input_shape, resize: Resize, classes: list[str] | 
             raise DataError(f"class folder {name!r} holds no images (PNG, JPEG, BMP, GIF, TIFF)", file=str(path))
         files += found
         labels += [(classes or names).index(name)] * len(found)
-    x = np.empty((len(files), *input_shape), dtype=np.float32)
-    good, bad = [], []
-    for index, path in enumerate(track(files, f"reading {folder}")):
-        try:
-            x[index] = read_image(path, input_shape, resize)
-            good.append(index)
-        except UnreadableImage as error:
-            if not skip_bad:
-                raise DataError(f"{error.message}; data.skip_bad: true skips unreadable images", file=error.file) \
-                    from None
-            bad.append(path)
-    skipped(bad, str(folder))
+    return files, np.array(labels, dtype=np.int64), names
+
+
+class FolderImages:
+    """The images of a list of files, decoded when asked for: ``images[indices]`` → uint8
+    (k, n_H, n_W, n_C). An unreadable one raises ``UnreadableImage`` naming it."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, files: list[Path], input_shape, resize: Resize):
+        self.files, self.input_shape, self.resize = files, tuple(input_shape), resize
+        self.shape = (len(files), *self.input_shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows = np.arange(len(self))[index]
+        if rows.ndim == 0:
+            return read_image(self.files[rows], self.input_shape, self.resize)
+        out = np.empty((len(rows), *self.input_shape), np.uint8)
+        for position, row in enumerate(rows.tolist()):
+            out[position] = read_image(self.files[row], self.input_shape, self.resize)
+        return out
+
+    def name(self, row: int) -> str:
+        return str(self.files[row])
+
+    def decode_all(self, description: str, skip_bad: bool, chunk: int = 64):
+        """Every image, in order, decoded in a few threads: yields (rows, uint8 images, bad) per chunk of
+        rows, where ``bad`` lists the positions within it that could not be read (left as zeros) — an
+        error naming the first instead, unless ``skip_bad``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from yamlnet.data.stream import READ_THREADS
+        from yamlnet.progress import track
+
+        def decode(rows):
+            out, bad = np.zeros((len(rows), *self.input_shape), np.uint8), []
+            for position, row in enumerate(rows):
+                try:
+                    out[position] = read_image(self.files[row], self.input_shape, self.resize)
+                except UnreadableImage as error:
+                    if not skip_bad:
+                        raise refuse_unreadable(error) from None
+                    bad.append(position)
+            return rows, out, bad
+
+        chunks = [range(start, min(start + chunk, len(self))) for start in range(0, len(self), chunk)]
+        with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yamlnet-decode") as pool:
+            # (map submits every chunk at once: a window of them keeps the decoded ones few)
+            window = 4 * READ_THREADS
+            pending = [pool.submit(decode, rows) for rows in chunks[:window]]
+            for at in track(range(len(chunks)), description):
+                rows, out, bad = pending.pop(0).result()
+                if at + window < len(chunks):
+                    pending.append(pool.submit(decode, chunks[at + window]))
+                yield rows, out, bad
+
+
+def read_folder(folder: Path, input_shape, resize: Resize, classes: list[str] | None = None, what: str = "data.path",
+                skip_bad: bool = False):
+    """(x (N, n_H, n_W, n_C) float32, y (N,), class names) of a folder of class folders, decoded into
+    memory. An image that cannot be read is an error naming it, or with ``skip_bad`` left out (one
+    warning line in all)."""
+    files, labels, names = list_folder(folder, classes, what)
+    images = FolderImages(files, input_shape, resize)
+    x = np.empty(images.shape, dtype=np.float32)
+    bad = []
+    for rows, out, unreadable in images.decode_all(f"reading {folder}", skip_bad):
+        x[rows.start:rows.stop] = out
+        bad += [rows.start + position for position in unreadable]
+    skipped([files[row] for row in bad], str(folder))
     if bad:
-        x, labels = x[good], [labels[index] for index in good]
-    return x, np.array(labels, dtype=np.int64), names
+        good = np.setdiff1d(np.arange(len(files)), bad)
+        x, labels = x[good], labels[good]
+    return x, labels, names
+
+
+def streamed_folder(folder: Path, input_shape, resize: Resize, cache: str, cache_dir: str | None,
+                    classes: list[str] | None = None, what: str = "data.path", skip_bad: bool = False):
+    """(raw images, y (N,), class names) of a folder, its images read when asked for: from their files
+    (``cache`` none) or from the disk cache of them (``disk``, built first where it is missing or stale).
+    Unreadable images are found once (by the pass that builds the cache, or with ``skip_bad`` a first
+    pass) and left out, as ``read_folder`` leaves them out."""
+    from yamlnet.data.cache import disk_cache
+    from yamlnet.data.stream import Rows
+
+    files, labels, names = list_folder(folder, classes, what)
+    images = FolderImages(files, input_shape, resize)
+    if cache == "disk":
+        images, bad = disk_cache(images, resize, cache_dir, f"caching {folder}", skip_bad)
+    else:
+        bad = []
+        if skip_bad:
+            for rows, _, unreadable in images.decode_all(f"checking {folder}", skip_bad=True):
+                bad += [rows.start + position for position in unreadable]
+    skipped([files[row] for row in bad], str(folder))
+    if bad:
+        good = np.setdiff1d(np.arange(len(files)), bad)
+        images, labels = Rows(images, good), labels[good]
+    return images, labels, names
 
 
 def count_images(data: dict) -> int:
@@ -163,7 +249,8 @@ def count_images(data: dict) -> int:
     return total
 
 
-@register_dataset("folder", required=("path",), description="your own images: a folder with one sub-folder "
+@register_dataset("folder", required=("path",), count=lambda data, _: count_images(data), streams="disk",
+                  description="your own images: a folder with one sub-folder "
                   "per class (PNG, JPEG, BMP, GIF, TIFF)", keys={
     "path": PATH_KEY,
     "test_path": {"type": "string", "minLength": 1, "x-path": True,
@@ -177,12 +264,22 @@ def count_images(data: dict) -> int:
                  "description": "folder: Pillow's resampling for resize"},
     "skip_bad": {"type": "boolean", "default": False,
                  "description": "folder: leave out images that cannot be read, with one warning line giving their "
-                                "count and the first few; false refuses them, naming the file"},
+                                "count and the first few (and one an epoch for those that become unreadable while "
+                                "training); false refuses them, naming the file"},
+    "cache_dir": {"type": "string", "minLength": 1, "x-path": True,
+                  "description": "folder, with cache disk: where the decoded images are kept for later runs "
+                                 "(default $YAMLNET_CACHE_DIR, else ~/.cache/yamlnet)"},
 })
 def load_folder(data, input_shape, seed):
-    x, y, names = read_folder(data["path"], input_shape, Resize.of(data), skip_bad=data["skip_bad"])
+    resize, cache, skip_bad = Resize.of(data), data.get("cache", "memory"), data["skip_bad"]
+
+    def read(key, classes=None, what="data.path"):
+        if cache == "memory":
+            return read_folder(data[key], input_shape, resize, classes, what, skip_bad)
+        return streamed_folder(data[key], input_shape, resize, cache, data.get("cache_dir"), classes, what, skip_bad)
+
+    x, y, names = read("path")
     x_test = y_test = None
     if data.get("test_path"):
-        x_test, y_test, _ = read_folder(data["test_path"], input_shape, Resize.of(data), names, "data.test_path",
-                                        data["skip_bad"])
+        x_test, y_test, _ = read("test_path", names, "data.test_path")
     return x, y, x_test, y_test, names

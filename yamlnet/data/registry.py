@@ -24,15 +24,21 @@ class Dataset:
     description: str
     image_shape: tuple[int, int, int] | None = None  # (n_H, n_W, n_C) when fixed by the data set
     classes: tuple[str, ...] | None = None  # the class names, when the data set fixes them
+    #: (data_config, input_shape) -> how many images it holds, where that is known before reading them
+    count: Callable | None = None
+    #: the data.cache it takes when its images do not fit in memory ("disk", "none"); None: memory only
+    streams: str | None = None
 
 
 DATASETS: dict[str, Dataset] = {}
 
 
 def register_dataset(name: str, *, keys: dict | None = None, required: tuple = (), n_classes: int | None = None,
-                     description: str = "", image_shape: tuple | None = None, classes: tuple | None = None):
+                     description: str = "", image_shape: tuple | None = None, classes: tuple | None = None,
+                     count: Callable | None = None, streams: str | None = None):
     def decorate(load):
-        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description, image_shape, classes)
+        DATASETS[name] = Dataset(name, load, keys or {}, required, n_classes, description, image_shape, classes,
+                                 count, streams)
         return load
     return decorate
 
@@ -45,6 +51,14 @@ COMMON_KEYS = {
                       "description": "standardize: per channel, by the training part's mean and std; "
                                      "scale: to 0..1 by its min and max; none: raw values"},
     "shuffle": {"type": "boolean", "default": True, "description": "reshuffle the training part every epoch"},
+    "cache": {"enum": ["memory", "none", "disk"],
+              "description": "where the images live while training: memory (decoded once; the fastest), none "
+                             "(read from their files for every batch), disk (a folder's images decoded once into "
+                             "a uint8 cache file, reused by later runs); the same weights bit for bit whichever; "
+                             "default: memory where the decoded images fit training.max_memory, else disk for a "
+                             "folder and none for npz (folder and npz only)"},
+    "prefetch": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4,
+                 "description": "with cache none or disk: how many batches are read ahead of training"},
     "classes": {"anyOf": [{"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
                           {"enum": ["fashion_mnist"]}],
                 "x-expected": "a list of class names, or fashion_mnist",
@@ -93,5 +107,5 @@ FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal"
 
 
 PATH_KEY = {"type": "string", "minLength": 1, "x-path": True,
-            "description": "npz: the .npz file; mnist: the folder holding the four IDX files; folder: the "
+            "description": "npz: the .npz file, or a folder holding x.npy and y.npy; mnist: the folder holding the four IDX files; folder: the "
                            "folder with one sub-folder per class"}

@@ -70,7 +70,8 @@ def generate(n: int, shape: tuple[int, int, int], seed: int, noise: float = 0.2)
     return x, y.astype(np.int64)
 
 
-@register_dataset("shapes", n_classes=10, classes=CLASSES, description="generated figures (bars, diagonals, plus, cross, "
+@register_dataset("shapes", n_classes=10, classes=CLASSES, count=lambda data, _: data["n_samples"] + data["n_test"],
+                  description="generated figures (bars, diagonals, plus, cross, "
                   "squares, circle, triangle) of any size and count", keys={
     "n_samples": {"type": "integer", "minimum": 10, "default": 3000, "description": "shapes: how many images"},
     "n_test": {"type": "integer", "minimum": 0, "default": 0, "description": "shapes: how many more as a test set"},

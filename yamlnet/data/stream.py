@@ -1,0 +1,189 @@
+"""Data larger than memory: images read a batch at a time, ahead of the training that uses them.
+
+``data.cache`` says where the pixels live while training: ``memory`` (decoded once, normalized in
+place: the fast path), ``none`` (read from their files for every batch) or ``disk`` (a folder's
+images decoded once into a uint8 cache file, read from it for every batch). ``Streamed`` gives the
+images of the last two as ``x[indices]`` gives them in memory — the same arithmetic, so the same
+numbers bit for bit — and ``Feed`` reads an epoch's batches ahead in a few threads (Pillow and
+``os.pread`` release the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from yamlnet.data.registry import DATASETS
+from yamlnet.errors import DataError, ReadError
+
+CACHES = ("memory", "none", "disk")
+#: threads that read batches ahead; more than the cores would only take their time from training
+READ_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: bytes of raw images a pass over a data set (normalization, checks) holds at a time
+PASS_BYTES = 32 * 2**20
+
+
+class UnreadableImage(ReadError):
+    """An image that cannot be read (deleted, truncated, not an image): what ``data.skip_bad`` skips."""
+
+
+def normalize(images: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(images − shift) / scale`` in place, per channel; the one formula of every cache, so that a
+    batch read from a file equals the same rows normalized in memory bit for bit."""
+    images -= shift
+    images /= scale
+    return images
+
+
+def passes(indices: np.ndarray, image_shape) -> list[np.ndarray]:
+    """``indices`` cut into runs of at most ``PASS_BYTES`` of float32 images (at least one image each)."""
+    step = max(1, PASS_BYTES // (4 * int(np.prod(image_shape))))
+    return [indices[start:start + step] for start in range(0, len(indices), step)]
+
+
+class Rows:
+    """The rows ``kept`` of ``source``, renumbered 0..len(kept) − 1 (a source less its unreadable images)."""
+
+    def __init__(self, source, kept: np.ndarray):
+        self.source, self.kept = source, np.asarray(kept)
+        self.shape, self.dtype = (len(self.kept), *source.shape[1:]), source.dtype
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def __getitem__(self, index):
+        return self.source[self.kept[index]]
+
+    def name(self, row: int) -> str:
+        return self.source.name(int(self.kept[row])) if hasattr(self.source, "name") else str(row)
+
+
+class Streamed:
+    """Normalized images (N, n_H, n_W, n_C) of ``dtype`` read from ``raw`` — anything that gives rows of
+    raw pixels for an index array, as ``ArrayFile`` and ``FolderImages`` do — only when asked for:
+    ``x[indices]`` reads, converts and normalizes those rows. ``shift`` and ``scale`` (n_C,) are set
+    once the training part's statistics are known."""
+
+    ndim = 4
+
+    def __init__(self, raw, image_shape: tuple[int, int, int], dtype, cache: str):
+        self.raw, self.image_shape, self.dtype, self.cache = raw, tuple(image_shape), np.dtype(dtype), cache
+        self.shape = (len(raw), *self.image_shape)
+        self.shift = self.scale = None
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def read_raw(self, index) -> np.ndarray:
+        """Rows ``index`` as read, converted to ``dtype`` (k, n_H, n_W, n_C)."""
+        rows = np.asarray(self.raw[index])
+        return rows.astype(self.dtype).reshape(-1, *self.image_shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return normalize(self.read_raw(index), self.shift, self.scale)
+
+    def read(self, index: np.ndarray, skip_bad: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(the rows of ``index`` that could be read, their images, the names of those that could not):
+        with ``skip_bad`` an unreadable image is left out, else it is an ``UnreadableImage`` error."""
+        try:
+            return index, self[index], []
+        except UnreadableImage:
+            if not skip_bad:
+                raise
+        kept, bad = [], []
+        for row in index.tolist():  # (only when a batch holds an unreadable image)
+            try:
+                self.raw[[row]]
+                kept.append(row)
+            except UnreadableImage as error:
+                bad.append(error.file or str(row))
+        kept = np.array(kept, dtype=index.dtype)
+        return kept, self[kept], bad
+
+
+class Feed:
+    """The images of ``batches`` (a list of index arrays into ``x``), in order: ``next(feed)`` →
+    (the indices read, their images). From a ``Streamed`` x, ``ahead`` batches are read ahead in
+    ``READ_THREADS`` threads; ``waited`` is the time ``next`` spent waiting for them, ``skipped`` the
+    unreadable images left out (``skip_bad``). From an array in memory, a batch is a gather, done
+    when asked for. ``close()`` (or the end of a ``with``) drops what was read ahead and ends the threads."""
+
+    def __init__(self, x, batches: list[np.ndarray], *, ahead: int = 4, skip_bad: bool = False):
+        self.x, self.batches, self.skip_bad = x, list(batches), skip_bad
+        self.position, self.waited, self.skipped = 0, 0.0, []
+        self.streamed = isinstance(x, Streamed)
+        self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="yamlnet-read") if self.streamed else None
+        self._pending = []
+        for _ in range(min(ahead, len(self.batches)) if self.streamed else 0):
+            self._submit()
+
+    def _submit(self) -> None:
+        at = self.position + len(self._pending)
+        if at < len(self.batches):
+            self._pending.append(self._pool.submit(self.x.read, self.batches[at], self.skip_bad))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.position >= len(self.batches):
+            raise StopIteration
+        if not self.streamed:
+            index = self.batches[self.position]
+            self.position += 1
+            return index, self.x[index]
+        started = time.perf_counter()
+        future = self._pending.pop(0)
+        kept, images, bad = future.result()
+        self.waited += time.perf_counter() - started
+        self.skipped += bad
+        self.position += 1
+        self._submit()
+        return kept, images
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._pending = None, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+def choose_cache(config: dict, model_bytes: int = 0) -> tuple[str, str]:
+    """(``data.cache``, a line saying why where yamlnet chose it): the file's, else ``memory`` when the
+    decoded images (float32) fit ``training.max_memory`` beside the model's ``model_bytes``, else ``disk``
+    for a folder (decoded once into a cache file) or ``none`` for arrays (read from their file)."""
+    from yamlnet.memory import format_bytes, parse_size
+
+    data = config["data"]
+    dataset = DATASETS[data["dataset"]]
+    given = data.get("cache")
+    if not dataset.streams:
+        if given not in (None, "memory"):
+            raise DataError(f"the {dataset.name} data set is held in memory; none and disk are for folder and npz",
+                            config_key=("data", "cache"))
+        return "memory", ""
+    if given:
+        return given, ""
+    count = dataset.count(data, tuple(config["input"]))
+    decoded = count * 4 * int(np.prod(config["input"]))
+    limit = parse_size(config["training"]["max_memory"])
+    if decoded + model_bytes <= limit:
+        return "memory", ""
+    mode = dataset.streams
+    how = "decoded once into a uint8 cache file and read from it" if mode == "disk" else "read from its file"
+    return mode, (f"data.cache: {mode} — the {count:,} decoded images ({format_bytes(decoded)}) do not fit "
+                  f"training.max_memory ({format_bytes(limit)}) beside the model ({format_bytes(model_bytes)}): "
+                  f"{how} a batch at a time")
