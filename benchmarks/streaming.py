@@ -2,7 +2,8 @@
 decoded images are 4 × ``training.max_memory``, with ``data.cache`` disk and none, against the same
 folder in memory (its limit raised). Each run is a fresh ``yamlnet train`` process; rounds alternate.
 Prints per cache the median epoch time (epochs 2 on), its ratio to memory's, and the peak resident
-memory of the trainer and its worker processes together (sampled every 20 ms from /proc).
+memory of the trainer and its worker processes together (sampled every 20 ms from /proc), beside the
+model's own needs: the peak of the same run on a 32nd of the images.
 
     python benchmarks/streaming.py [--max-memory 128MiB] [--rounds 2] [--epochs 3] [--folder DIR]
 """
@@ -112,20 +113,28 @@ def main() -> None:
     make_folder(images, count)
     model = args.folder / "model.yaml"
     model.write_text(MODEL.format(size=SIZE, folder=images, epochs=args.epochs, limit=args.max_memory))
+    small = args.folder / "small"  # the model's own needs: the same run on a 32nd of the images, in memory
+    for path in sorted(images.rglob("*.png"))[::32]:
+        (small / path.parent.name).mkdir(parents=True, exist_ok=True)
+        if not (small / path.parent.name / path.name).exists():
+            (small / path.parent.name / path.name).symlink_to(path)
     cache_dir = args.folder / "cache"
     settings = {"memory": ["data.cache=memory", "training.max_memory=8GiB"],
                 "disk": [f"data.cache_dir={cache_dir}"],  # (chosen by yamlnet: the images do not fit)
                 "none": ["data.cache=none"]}
     with tempfile.TemporaryDirectory() as runs:
         run(model, Path(runs) / "warm", settings["disk"] + ["training.epochs=1"])  # the disk cache, made once
-        results = {cache: [] for cache in settings}
+        results, own = {cache: [] for cache in settings}, []
         for round_ in range(args.rounds):
+            own.append(run(model, Path(runs) / f"small-{round_}", [f"data.path={small}"])[1])
             for cache, overrides in settings.items():
                 results[cache].append(run(model, Path(runs) / f"{cache}-{round_}", overrides))
     decoded = count * SIZE * SIZE * 3 * 4
     print(f"{count:,} images of {SIZE} × {SIZE} × 3: {format_bytes(decoded)} decoded, training.max_memory "
           f"{format_bytes(limit)}; batch 64, {args.epochs} epochs, {args.rounds} rounds")
     memory_epoch = statistics.median(seconds for seconds, _ in results["memory"])
+    print(f"the model's own needs (the peak of the same run on a 32nd of the images): {format_bytes(max(own))}; "
+          f"max_memory plus those: {format_bytes(limit + max(own))}")
     print(f"{'data.cache':<10}  {'epoch s':>8}  {'× memory':>8}  {'peak RSS (all processes)':>24}")
     for cache, measured in results.items():
         epoch = statistics.median(seconds for seconds, _ in measured)

@@ -19,8 +19,7 @@ from yamlnet import checkpoint, parallel, runs
 from yamlnet.config import Document, resolve
 from yamlnet.config.overrides import differences
 from yamlnet.config.schema import suggest
-from yamlnet.data import load_data
-from yamlnet.data import Feed
+from yamlnet.data import Feed, load_data
 from yamlnet.data.augment import Augmenter
 from yamlnet.errors import DataError, ReadError, TrainingError, YamlnetError
 from yamlnet.evaluate import loss_and_accuracy, predict_rows
@@ -454,10 +453,10 @@ class _Trainer:
             probs, rows = predict_rows(self.model, self.data.x, self.data.val, skip_bad)
             record["val_loss"], record["val_accuracy"] = loss_and_accuracy(probs, self.data.y[rows])
             skipped = skipped + ["a validation image"] * (len(self.data.val) - len(rows))
-        if skipped:
+        if skipped:  # (data.skip_bad: images that became unreadable while training)
+            shown = ", ".join(skipped[:3]) + (", …" if len(skipped) > 3 else "")
             self.reporter.message(f"epoch {state.epoch + 1}: skipped {len(skipped)} unreadable image"
-                                  f"{'s' * (len(skipped) > 1)} (data.skip_bad): {', '.join(skipped[:3])}"
-                                  f"{', …' if len(skipped) > 3 else ''}")
+                                  f"{'s' * (len(skipped) > 1)} (data.skip_bad): {shown}")
         state.epoch += 1
         state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
         self.order = None

@@ -186,6 +186,7 @@ def test_a_feed_reads_ahead_in_threads_and_ends_them(tmp_path):
     reporter = Waits()
     train(folder_model(root, cache="none"), out=tmp_path / "run", reporter=reporter)
     assert reporter.shares and all(0 <= share <= 1 for share in reporter.shares)
+    assert not any(t.name.startswith("yamlnet-read") for t in threading.enumerate())
 
 
 def test_an_image_deleted_while_training_stops_the_run_with_a_checkpoint_naming_it(tmp_path):
