@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from yamlnet.memory import format_bytes, parse_size  # noqa: E402
+from yamlnet.sizes import format_bytes, parse_size  # noqa: E402
 
 SIZE = 32
 MODEL = """

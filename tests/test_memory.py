@@ -2,7 +2,8 @@
 
 import pytest
 
-from yamlnet.memory import format_bytes, parse_size, training_memory
+from yamlnet.memory import training_memory
+from yamlnet.sizes import format_bytes, parse_size
 from yamlnet.plan import plan
 
 

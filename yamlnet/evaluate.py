@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yamlnet.data.stream import Feed
-
-BATCH = 512  # samples gathered from the data at a time (the model then runs them in smaller batches)
+from yamlnet.data.stream import Feed, prediction_chunks
 
 
 def predict(model, x, indices: np.ndarray | None = None) -> np.ndarray:
@@ -19,12 +17,12 @@ def predict(model, x, indices: np.ndarray | None = None) -> np.ndarray:
     return predict_rows(model, x, np.arange(len(x)) if indices is None else indices)[0]
 
 
-def predict_rows(model, x, indices: np.ndarray, skip_bad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict_rows(model, x, indices: np.ndarray, skip_bad: bool = False, ahead: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities (n, n_classes), the rows of ``indices`` they are of): ``x[indices]`` a chunk at a
-    time, read ahead where ``x`` is streamed (with ``skip_bad``, images that cannot be read are left out)."""
+    time, ``ahead`` chunks read ahead where ``x`` is streamed (with ``skip_bad``, images that cannot be read
+    are left out)."""
     probs, rows = [], []
-    with Feed(x, [indices[start:start + BATCH] for start in range(0, len(indices), BATCH)],
-              skip_bad=skip_bad) as feed:
+    with Feed(x, prediction_chunks(x, indices), ahead=ahead, skip_bad=skip_bad) as feed:
         for kept, images in feed:
             probs.append(model.predict_proba(images, normalized=True))
             rows.append(kept)

@@ -8,13 +8,6 @@ from yamlnet.graph import Graph
 BYTES = {"float32": 4, "float64": 8}
 
 
-def format_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
-        n /= 1024
-
-
 def elements(shape) -> int:
     n = 1
     for size in shape:
@@ -22,18 +15,7 @@ def elements(shape) -> int:
     return n
 
 
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
-
-
-def parse_size(size: int | str) -> int:
-    """``2GiB`` → 2147483648; an integer is a number of bytes."""
-    if isinstance(size, int):
-        return size
-    text = size.strip().upper()
-    unit = text.lstrip("0123456789. ")
-    return int(float(text[:len(text) - len(unit)]) * _UNITS[unit.strip()])
 
 
 def training_memory(config: dict, layers: list) -> list[tuple[int, str]]:
@@ -77,17 +59,14 @@ def data_memory(config: dict, model_bytes: int) -> tuple[int, str] | None:
     shapes, a folder's images, an npz's arrays): all its images in memory, or (``data.cache`` none or
     disk) the batches read ahead and a validation chunk. None where it is not known."""
     from yamlnet.data import DATASETS
-    from yamlnet.data.stream import READ_THREADS, choose_cache
-    from yamlnet.evaluate import BATCH
+    from yamlnet.data.stream import choose_cache, streamed_bytes
 
     data = config["data"]
     dataset = DATASETS[data["dataset"]]
     if dataset.count is None:
         return None
-    image = elements(config["input"]) * 4
     cache, _ = choose_cache(config, model_bytes)
     if cache == "memory":
         count = dataset.count(data, tuple(config["input"]))
-        return count * image, f"{count:,} images held in memory"
-    batches = (data["prefetch"] + READ_THREADS + 1) * config["training"]["batch_size"] + 2 * BATCH
-    return batches * image, f"batches read ahead (data.cache: {cache})"
+        return count * elements(config["input"]) * 4, f"{count:,} images held in memory"
+    return streamed_bytes(config), f"batches read ahead (data.cache: {cache})"

@@ -20,7 +20,8 @@ from yamlnet.graph import INPUT, Graph
 from yamlnet.layers import LAYERS, Layer
 from yamlnet.layers.activation import RELU_LIKE
 from yamlnet.layers.base import shape_text
-from yamlnet.memory import format_bytes, parse_size, training_memory
+from yamlnet.memory import training_memory
+from yamlnet.sizes import format_bytes, parse_size
 from yamlnet.npzio import read_npz
 
 

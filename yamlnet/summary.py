@@ -6,7 +6,8 @@ from yamlnet.config.blocks import group_path, shared_groups
 from yamlnet.graph import Graph
 from yamlnet.layers import Layer
 from yamlnet.layers.base import shape_text
-from yamlnet.memory import BYTES, elements, format_bytes, training_memory
+from yamlnet.memory import BYTES, elements, training_memory
+from yamlnet.sizes import format_bytes
 
 
 def summarize(config: dict, layers: list[Layer]) -> dict:

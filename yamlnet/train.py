@@ -450,7 +450,7 @@ class _Trainer:
         skipped, skip_bad = self.feed.skipped, self.feed.skip_bad
         self._close_feed()
         if len(self.data.val):
-            probs, rows = predict_rows(self.model, self.data.x, self.data.val, skip_bad)
+            probs, rows = predict_rows(self.model, self.data.x, self.data.val, skip_bad, self.config["data"]["prefetch"])
             record["val_loss"], record["val_accuracy"] = loss_and_accuracy(probs, self.data.y[rows])
             skipped = skipped + ["a validation image"] * (len(self.data.val) - len(rows))
         if skipped:  # (data.skip_bad: images that became unreadable while training)

@@ -97,15 +97,36 @@ def test_a_compressed_npz_that_must_be_read_in_place_is_one_line(tmp_path):
 
 
 def test_without_a_cache_setting_yamlnet_picks_memory_when_it_fits_and_disk_otherwise_and_says_so(tmp_path):
-    root = make_folder(tmp_path / "images", counts=(10, 10, 10))
-    splits = load_data(load_config(folder_model(root)), 3)
-    assert splits.cache == "memory" and isinstance(splits.x, np.ndarray) and splits.note == ""
     from yamlnet.memory import model_bytes
     from yamlnet.plan import plan
-    config, layers = plan({**folder_model(root), "training": {"max_memory": 200_000}})
+    root = make_folder(tmp_path / "images", counts=(60, 60, 60))
+    splits = load_data(load_config(folder_model(root)), 3)
+    assert splits.cache == "memory" and isinstance(splits.x, np.ndarray) and splits.note == ""
+    model = {**folder_model(root), "data": {**folder_model(root)["data"], "prefetch": 1}}
+    config, layers = plan({**model, "training": {"max_memory": 200_000}})
     splits = load_data(config, 3, model_bytes=model_bytes(config, layers))
     assert splits.cache == "disk" and isinstance(splits.x, Streamed)
-    assert splits.note.startswith("data.cache: disk — the 30 decoded images (") and "training.max_memory" in splits.note
+    assert splits.note.startswith("data.cache: disk — the 180 decoded images (") and "training.max_memory" in splits.note
+    # streaming only where it holds fewer images than memory would: 180 images, read 2 × 128 at a time
+    config, layers = plan({**model, "training": {"max_memory": 200_000, "batch_size": 128}})
+    assert load_data(config, 3, model_bytes=model_bytes(config, layers)).cache == "memory"
+
+
+def test_train_from_the_shell_streams_a_folder_too_large_for_its_limit_and_says_so(tmp_path):
+    from yamlnet.memory import model_bytes
+    from yamlnet.plan import plan
+    root = make_folder(tmp_path / "images", counts=(60, 60, 60))
+    model = tmp_path / "m.yaml"
+    model.write_text(yaml.safe_dump(folder_model(root, cache_dir=str(tmp_path / "cache"), prefetch=1)))
+    config, layers = plan(model)
+    # a limit the model and its streamed batches fit (2 × 64 images), and its 180 decoded images do not
+    limit = model_bytes(config, layers) + 150 * 12 * 12 * 3 * 4
+    result = CliRunner().invoke(app, ["train", str(model), "--out", str(tmp_path / "run"),
+                                      "--set", f"training.max_memory={limit}", "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("data.cache:")]
+    assert line.startswith("data.cache: disk — the 180 decoded images")
+    assert len(list((tmp_path / "cache").glob("images-*.npy"))) == 1
 
 
 def test_the_memory_estimate_of_streamed_data_is_the_batches_read_ahead(tmp_path):

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from yamlnet.data.stream import UnreadableImage, refuse_unreadable
 from yamlnet.errors import DataError
 from yamlnet.npzio import open_npy, write_atomic, write_text_atomic
+from yamlnet.sizes import format_bytes
 
 FORMAT = 1
 
@@ -35,9 +37,6 @@ def cache_folder(cache_dir: str | None = None) -> Path:
 
 def cache_key(images, resize) -> str:
     """A digest of everything the cached pixels depend on."""
-    from yamlnet.data.folder import refuse_unreadable
-    from yamlnet.data.stream import UnreadableImage
-
     files = []
     for path in images.files:
         try:
@@ -54,9 +53,6 @@ def cache_key(images, resize) -> str:
 def disk_cache(images, resize, cache_dir: str | None, description: str, skip_bad: bool):
     """(the cached images of ``images`` (a ``FolderImages``) as an ``ArrayFile`` of uint8 rows, the rows
     that could not be read): the cache reused where it is there and current, else built first."""
-    from yamlnet.data.folder import refuse_unreadable
-    from yamlnet.data.stream import UnreadableImage
-
     folder = cache_folder(cache_dir)
     key = cache_key(images, resize)
     array, marker = folder / f"images-{key}.npy", folder / f"images-{key}.json"
@@ -104,6 +100,5 @@ def _build(images, array: Path, marker: Path, description: str, skip_bad: bool) 
 
 
 def _no_room(array: Path, size: int, why: str) -> DataError:
-    from yamlnet.memory import format_bytes
     return DataError(f"cannot write the image cache ({format_bytes(size)}): {why}; set data.cache_dir to a folder "
                      f"with room, or data.cache: none to read the images from their files", file=str(array))

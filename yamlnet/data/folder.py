@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlnet.data.registry import PATH_KEY, register_dataset
-from yamlnet.data.stream import UnreadableImage
+from yamlnet.data.stream import UnreadableImage, refuse_unreadable
 from yamlnet.errors import DataError, YamlnetWarning
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
@@ -114,10 +114,6 @@ def skipped(files: list, where: str) -> None:
                                   f"(data.skip_bad): {shown}"), stacklevel=2)
 
 
-def refuse_unreadable(error: DataError) -> DataError:
-    return DataError(f"{error.message}; data.skip_bad: true skips unreadable images", file=error.file)
-
-
 def list_folder(folder: Path, classes: list[str] | None = None, what: str = "data.path"):
     """(image files, labels (N,), class names) of a folder of class folders. With ``classes`` (the
     training folder's), a class folder not among them is an error."""
@@ -160,9 +156,6 @@ class FolderImages:
             out[position] = read_image(self.files[row], self.input_shape, self.resize)
         return out
 
-    def name(self, row: int) -> str:
-        return str(self.files[row])
-
     def decode_all(self, description: str, skip_bad: bool, chunk: int = 64):
         """Every image, in order, decoded in a few threads: yields (rows, uint8 images, bad) per chunk of
         rows, where ``bad`` lists the positions within it that could not be read (left as zeros) — an
@@ -196,46 +189,30 @@ class FolderImages:
 
 
 def read_folder(folder: Path, input_shape, resize: Resize, classes: list[str] | None = None, what: str = "data.path",
-                skip_bad: bool = False):
-    """(x (N, n_H, n_W, n_C) float32, y (N,), class names) of a folder of class folders, decoded into
-    memory. An image that cannot be read is an error naming it, or with ``skip_bad`` left out (one
-    warning line in all)."""
-    files, labels, names = list_folder(folder, classes, what)
-    images = FolderImages(files, input_shape, resize)
-    x = np.empty(images.shape, dtype=np.float32)
-    bad = []
-    for rows, out, unreadable in images.decode_all(f"reading {folder}", skip_bad):
-        x[rows.start:rows.stop] = out
-        bad += [rows.start + position for position in unreadable]
-    skipped([files[row] for row in bad], str(folder))
-    if bad:
-        good = np.setdiff1d(np.arange(len(files)), bad)
-        x, labels = x[good], labels[good]
-    return x, labels, names
-
-
-def streamed_folder(folder: Path, input_shape, resize: Resize, cache: str, cache_dir: str | None,
-                    classes: list[str] | None = None, what: str = "data.path", skip_bad: bool = False):
-    """(raw images, y (N,), class names) of a folder, its images read when asked for: from their files
-    (``cache`` none) or from the disk cache of them (``disk``, built first where it is missing or stale).
-    Unreadable images are found once (by the pass that builds the cache, or with ``skip_bad`` a first
-    pass) and left out, as ``read_folder`` leaves them out."""
+                skip_bad: bool = False, cache: str = "memory", cache_dir: str | None = None):
+    """(images, y (N,), class names) of a folder of class folders: x (N, n_H, n_W, n_C) float32 decoded
+    into memory (``cache`` memory), or raw images read when asked for — from their files (none) or from
+    their disk cache (disk, made first where it is missing or stale). An image that cannot be read is
+    an error naming it, or with ``skip_bad`` left out (one warning line in all): found by the pass
+    that decodes them all (reading, caching, or with none and ``skip_bad`` a first pass)."""
     from yamlnet.data.cache import disk_cache
     from yamlnet.data.stream import Rows
 
     files, labels, names = list_folder(folder, classes, what)
-    images = FolderImages(files, input_shape, resize)
+    images, bad = FolderImages(files, input_shape, resize), []
     if cache == "disk":
         images, bad = disk_cache(images, resize, cache_dir, f"caching {folder}", skip_bad)
-    else:
-        bad = []
-        if skip_bad:
-            for rows, _, unreadable in images.decode_all(f"checking {folder}", skip_bad=True):
-                bad += [rows.start + position for position in unreadable]
+    elif cache == "memory" or skip_bad:
+        x = np.empty(images.shape, dtype=np.float32) if cache == "memory" else None
+        for rows, out, unreadable in images.decode_all(f"reading {folder}", skip_bad):
+            if x is not None:
+                x[rows.start:rows.stop] = out
+            bad += [rows.start + position for position in unreadable]
+        images = x if x is not None else images
     skipped([files[row] for row in bad], str(folder))
     if bad:
         good = np.setdiff1d(np.arange(len(files)), bad)
-        images, labels = Rows(images, good), labels[good]
+        images, labels = images[good] if cache == "memory" else Rows(images, good), labels[good]
     return images, labels, names
 
 
@@ -274,9 +251,7 @@ def load_folder(data, input_shape, seed):
     resize, cache, skip_bad = Resize.of(data), data.get("cache", "memory"), data["skip_bad"]
 
     def read(key, classes=None, what="data.path"):
-        if cache == "memory":
-            return read_folder(data[key], input_shape, resize, classes, what, skip_bad)
-        return streamed_folder(data[key], input_shape, resize, cache, data.get("cache_dir"), classes, what, skip_bad)
+        return read_folder(data[key], input_shape, resize, classes, what, skip_bad, cache, data.get("cache_dir"))
 
     x, y, names = read("path")
     x_test = y_test = None

@@ -18,16 +18,26 @@ import numpy as np
 
 from yamlnet.data.registry import DATASETS
 from yamlnet.errors import DataError, ReadError
+from yamlnet.sizes import format_bytes, parse_size
 
 CACHES = ("memory", "none", "disk")
 #: threads that read batches ahead; more than the cores would only take their time from training
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: samples gathered at a time for predictions from images in memory (the model runs them 64 at a time)
+PREDICT_BATCH = 512
+#: … and from streamed images, read ahead like training's batches
+STREAMED_PREDICT_BATCH = 64
 #: bytes of raw images a pass over a data set (normalization, checks) holds at a time
 PASS_BYTES = 32 * 2**20
 
 
 class UnreadableImage(ReadError):
     """An image that cannot be read (deleted, truncated, not an image): what ``data.skip_bad`` skips."""
+
+
+def refuse_unreadable(error: DataError) -> DataError:
+    """The error of an unreadable image where ``data.skip_bad`` is false: it says how to skip them."""
+    return DataError(f"{error.message}; data.skip_bad: true skips unreadable images", file=error.file)
 
 
 def normalize(images: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -56,9 +66,6 @@ class Rows:
 
     def __getitem__(self, index):
         return self.source[self.kept[index]]
-
-    def name(self, row: int) -> str:
-        return self.source.name(int(self.kept[row])) if hasattr(self.source, "name") else str(row)
 
 
 class Streamed:
@@ -161,12 +168,27 @@ class Feed:
         self.close()
 
 
+def prediction_chunks(x, indices: np.ndarray) -> list[np.ndarray]:
+    """``indices`` cut into the chunks predictions gather at a time from ``x``."""
+    size = STREAMED_PREDICT_BATCH if isinstance(x, Streamed) else PREDICT_BATCH
+    return [indices[start:start + size] for start in range(0, len(indices), size)]
+
+
+def streamed_bytes(config: dict) -> int:
+    """What streamed images hold at most while training: the batch in use and those read ahead, or as
+    many chunks of predictions (at most the whole data set), as float32 or the model's dtype."""
+    data, training = config["data"], config["training"]
+    per_image = int(np.prod(config["input"])) * (8 if training["dtype"] == "float64" else 4)
+    images = (data["prefetch"] + 1) * max(training["batch_size"], STREAMED_PREDICT_BATCH)
+    count = DATASETS[data["dataset"]].count(data, tuple(config["input"]))
+    return min(images, count) * per_image
+
+
 def choose_cache(config: dict, model_bytes: int = 0) -> tuple[str, str]:
     """(``data.cache``, a line saying why where yamlnet chose it): the file's, else ``memory`` when the
-    decoded images (float32) fit ``training.max_memory`` beside the model's ``model_bytes``, else ``disk``
-    for a folder (decoded once into a cache file) or ``none`` for arrays (read from their file)."""
-    from yamlnet.memory import format_bytes, parse_size
-
+    decoded images (float32) fit ``training.max_memory`` beside the model's ``model_bytes`` (or would take
+    no more than streaming them), else ``disk`` for a folder (decoded once into a cache file) or ``none``
+    for arrays (read from their file)."""
     data = config["data"]
     dataset = DATASETS[data["dataset"]]
     given = data.get("cache")
@@ -180,7 +202,7 @@ def choose_cache(config: dict, model_bytes: int = 0) -> tuple[str, str]:
     count = dataset.count(data, tuple(config["input"]))
     decoded = count * 4 * int(np.prod(config["input"]))
     limit = parse_size(config["training"]["max_memory"])
-    if decoded + model_bytes <= limit:
+    if decoded + model_bytes <= limit or decoded <= streamed_bytes(config):
         return "memory", ""
     mode = dataset.streams
     how = "decoded once into a uint8 cache file and read from it" if mode == "disk" else "read from its file"
