@@ -270,3 +270,25 @@ def test_a_data_file_cut_short_while_training_is_one_line(tmp_path):
                "data": {"dataset": "npz", "path": str(path), "cache": "none", "validation_split": 0},
                "training": {"epochs": 2, "batch_size": 40}}, out=tmp_path / "run", quiet=True, on_epoch=cut)
     assert info.value.file == str(path / "x.npy") and "ends early" in info.value.message
+
+
+def test_ctrl_c_while_images_are_read_ahead_ends_the_threads_and_the_run_resumes_bit_for_bit(tmp_path):
+    import signal
+    root = make_folder(tmp_path / "images", counts=(10, 10, 10))
+
+    class CtrlC(Reporter):
+        def batch(self, done, loss, accuracy, samples_per_s):
+            if getattr(self, "epoch", None) == 2 and done == 1:
+                signal.raise_signal(signal.SIGINT)
+
+        def start_epoch(self, epoch, epochs, n_batches, done):
+            self.epoch = epoch
+
+    model = {**folder_model(root, cache="none", augment={"flip": "horizontal"}), "training": {"epochs": 3, "batch_size": 4}}
+    stopped = train(model, out=tmp_path / "run", reporter=CtrlC())
+    assert stopped.interrupted and stopped.stopped_by == "Ctrl-C"
+    assert not any(t.name.startswith("yamlnet-read") for t in threading.enumerate())
+    resumed = train(resume=tmp_path / "run", quiet=True)
+    whole = train({**model, "data": {**model["data"], "cache": "memory"}}, out=tmp_path / "whole", quiet=True)
+    assert len(resumed.metrics) == 3
+    assert_same_arrays(weights(resumed.run_dir), weights(whole.run_dir))
