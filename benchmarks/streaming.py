@@ -2,7 +2,8 @@
 decoded images are 4 × ``training.max_memory``, with ``data.cache`` disk and none, against the same
 folder in memory (its limit raised). Each run is a fresh ``yamlnet train`` process; rounds alternate.
 Prints per cache the median epoch time (epochs 2 on), its ratio to memory's, and the peak resident
-memory of the trainer and its worker processes together (sampled every 20 ms from /proc), beside the
+memory of the trainer and its worker processes together (sampled every 20 ms from /proc, a level held
+for two samples), beside the
 model's own needs: the peak of the same run on a 32nd of the images.
 
     python benchmarks/streaming.py [--max-memory 128MiB] [--rounds 2] [--epochs 3] [--folder DIR]
@@ -90,9 +91,12 @@ def run(model: Path, out: Path, overrides: list[str]) -> tuple[float, int]:
     for override in overrides:
         command += ["--set", override]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
-    peak = 0
+    # a level counts once two samples in a row reach it: a process being started (vfork, then exec)
+    # shares its parent's memory for an instant, and /proc counts that memory twice
+    peak, before = 0, 0
     while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid))
+        now = tree_rss(process.pid)
+        peak, before = max(peak, min(now, before)), now
         time.sleep(0.02)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed with {process.returncode}")

@@ -126,7 +126,7 @@ def check_arrays(x, y, input_shape, n_classes, dataset: Dataset, what: str, dtyp
                                                     and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
         raise DataError(f"{what}: labels must be whole numbers, got dtype {y.dtype}")
     if streamed:
-        x = Streamed(x, input_shape, dtype, cache)
+        x = Streamed(x, input_shape, dtype)
         if np.issubdtype(x.raw.dtype, np.floating):
             for rows in passes(np.arange(len(x)), input_shape):
                 _check_finite(x.read_raw(rows), what, rows[0])

@@ -20,7 +20,6 @@ from yamlnet.data.registry import DATASETS
 from yamlnet.errors import DataError, ReadError
 from yamlnet.sizes import format_bytes, parse_size
 
-CACHES = ("memory", "none", "disk")
 #: threads that read batches ahead; more than the cores would only take their time from training
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: samples gathered at a time for predictions from images in memory (the model runs them 64 at a time)
@@ -76,8 +75,8 @@ class Streamed:
 
     ndim = 4
 
-    def __init__(self, raw, image_shape: tuple[int, int, int], dtype, cache: str):
-        self.raw, self.image_shape, self.dtype, self.cache = raw, tuple(image_shape), np.dtype(dtype), cache
+    def __init__(self, raw, image_shape: tuple[int, int, int], dtype):
+        self.raw, self.image_shape, self.dtype = raw, tuple(image_shape), np.dtype(dtype)
         self.shape = (len(raw), *self.image_shape)
         self.shift = self.scale = None
 
