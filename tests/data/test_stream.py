@@ -292,3 +292,15 @@ def test_ctrl_c_while_images_are_read_ahead_ends_the_threads_and_the_run_resumes
     whole = train({**model, "data": {**model["data"], "cache": "memory"}}, out=tmp_path / "whole", quiet=True)
     assert len(resumed.metrics) == 3
     assert_same_arrays(weights(resumed.run_dir), weights(whole.run_dir))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_8_bit_images_are_normalized_by_a_table_that_equals_the_arithmetic(dtype):
+    from yamlnet.data.stream import normalize
+    raw = np.random.default_rng(0).integers(0, 256, (20, 5, 6, 3), dtype=np.uint8)
+    shift, scale = np.array([101.3, 0.5, 250.0]), np.array([60.1, 0.013, 3.7])
+    images = Streamed(raw, (5, 6, 3), dtype)
+    images.set_normalization(shift, scale)
+    index = np.array([3, 0, 19, 3])
+    expected = normalize(raw[index].astype(dtype), shift, scale)  # the slow, obvious twin
+    assert images[index].dtype == dtype and np.array_equal(images[index], expected)

@@ -79,7 +79,7 @@ def _load_data(config: dict, n_classes: int, dtype, model_bytes: int) -> DataSpl
                                  data["normalization"])
     for array in (x, x_test):
         if isinstance(array, Streamed):
-            array.shift, array.scale = shift, scale
+            array.set_normalization(shift, scale)
         elif array is not None:
             normalize(array, shift, scale)
     return DataSplits(x, y, train, val, x_test, y_test, shift.astype(dtype), scale.astype(dtype), classes, cache, note)
