@@ -146,6 +146,7 @@ class ArrayFile:
     """
 
     def __init__(self, path: str | os.PathLike, offset: int, dtype: np.dtype, shape: tuple[int, ...]):
+        self._fd = None  # (so that a failed open leaves nothing for close)
         self.path, self.offset, self.dtype, self.shape = str(path), offset, np.dtype(dtype), tuple(shape)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.ndim = len(self.shape)
