@@ -58,15 +58,12 @@ def data_memory(config: dict, model_bytes: int) -> tuple[int, str] | None:
     """Bytes of the data set while training, where its size is known before loading it (generated
     shapes, a folder's images, an npz's arrays): all its images in memory, or (``data.cache`` none or
     disk) the batches read ahead and a validation chunk. None where it is not known."""
-    from yamlnet.data import DATASETS
-    from yamlnet.data.stream import choose_cache, streamed_bytes
+    from yamlnet.data.stream import choose_cache, image_count, streamed_bytes
 
-    data = config["data"]
-    dataset = DATASETS[data["dataset"]]
-    if dataset.count is None:
+    count = image_count(config)
+    if count is None:
         return None
-    cache, _ = choose_cache(config, model_bytes)
+    cache, _ = choose_cache(config, model_bytes, count)
     if cache == "memory":
-        count = dataset.count(data, tuple(config["input"]))
         return count * elements(config["input"]) * 4, f"{count:,} images held in memory"
-    return streamed_bytes(config), f"batches read ahead (data.cache: {cache})"
+    return streamed_bytes(config, count), f"batches read ahead (data.cache: {cache})"

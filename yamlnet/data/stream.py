@@ -188,21 +188,27 @@ def prediction_chunks(x, indices: np.ndarray) -> list[np.ndarray]:
     return [indices[start:start + size] for start in range(0, len(indices), size)]
 
 
-def streamed_bytes(config: dict) -> int:
+def streamed_bytes(config: dict, count: int) -> int:
     """What streamed images hold at most while training: the batch in use and those read ahead, or as
-    many chunks of predictions (at most the whole data set), as float32 or the model's dtype."""
+    many chunks of predictions (at most the ``count`` images of the data set), as float32 or the model's
+    dtype."""
     data, training = config["data"], config["training"]
     per_image = int(np.prod(config["input"])) * (8 if training["dtype"] == "float64" else 4)
     images = (data["prefetch"] + 1) * max(training["batch_size"], STREAMED_PREDICT_BATCH)
-    count = DATASETS[data["dataset"]].count(data, tuple(config["input"]))
     return min(images, count) * per_image
 
 
-def choose_cache(config: dict, model_bytes: int = 0) -> tuple[str, str]:
+def image_count(config: dict) -> int | None:
+    """How many images the data set holds, where it knows before reading them (a folder's are listed)."""
+    dataset = DATASETS[config["data"]["dataset"]]
+    return None if dataset.count is None else dataset.count(config["data"], tuple(config["input"]))
+
+
+def choose_cache(config: dict, model_bytes: int = 0, count: int | None = None) -> tuple[str, str]:
     """(``data.cache``, a line saying why where yamlnet chose it): the file's, else ``memory`` when the
     decoded images (float32) fit ``training.max_memory`` beside the model's ``model_bytes`` (or would take
     no more than streaming them), else ``disk`` for a folder (decoded once into a cache file) or ``none``
-    for arrays (read from their file)."""
+    for arrays (read from their file). ``count``: the data set's ``image_count``, where the caller has it."""
     data = config["data"]
     dataset = DATASETS[data["dataset"]]
     given = data.get("cache")
@@ -213,10 +219,10 @@ def choose_cache(config: dict, model_bytes: int = 0) -> tuple[str, str]:
         return "memory", ""
     if given:
         return given, ""
-    count = dataset.count(data, tuple(config["input"]))
+    count = image_count(config) if count is None else count
     decoded = count * 4 * int(np.prod(config["input"]))
     limit = parse_size(config["training"]["max_memory"])
-    if decoded + model_bytes <= limit or decoded <= streamed_bytes(config):
+    if decoded + model_bytes <= limit or decoded <= streamed_bytes(config, count):
         return "memory", ""
     mode = dataset.streams
     how = "decoded once into a uint8 cache file and read from it" if mode == "disk" else "read from its file"
