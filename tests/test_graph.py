@@ -181,6 +181,57 @@ def test_inputs_can_be_set_and_swept():
     assert model.layers[5].inputs == ["c2", "stem", "stem"]
 
 
+# a separate activation after each kind of layer: in place where it alone reads an output that is handed over
+IN_PLACE = {
+    "name": "in_place",
+    "input": [6, 6, 2],
+    "layers": [
+        {"name": "raw", "type": "activation", "activation": "relu", "inputs": "input"},  # never the caller's array
+        {"name": "c1", "type": "conv2d", "filters": 3, "size": 3, "padding": "same"},
+        {"name": "bn", "type": "batchnorm"},
+        {"name": "r_bn", "type": "activation", "activation": "relu"},                     # in place
+        {"name": "c2", "type": "conv2d", "filters": 3, "size": 3, "padding": "same"},
+        {"name": "r_c2", "type": "activation", "activation": "tanh"},                     # in place
+        {"name": "sum", "type": "add", "inputs": ["r_c2", "r_bn"]},
+        {"name": "r_sum", "type": "activation", "activation": "leaky_relu"},              # in place
+        {"name": "c3", "type": "conv2d", "filters": 3, "size": 3, "padding": "same", "activation": "relu"},
+        {"name": "r_c3", "type": "activation", "activation": "sigmoid"},                  # c3 has its own g
+        {"name": "c4", "type": "conv2d", "filters": 3, "size": 1, "inputs": "r_sum"},
+        {"name": "r_c4", "type": "activation", "activation": "tanh"},                     # c4 is read twice
+        {"name": "pool", "type": "maxpool2d", "size": 2, "inputs": "c4"},
+        {"name": "r_pool", "type": "activation", "activation": "tanh"},                   # a pool reads its output back
+        {"name": "cat", "type": "concat", "inputs": ["r_c3", "r_c4", "raw"]},
+        {"name": "gap", "type": "globalavgpool2d"},
+        {"name": "flat", "type": "flatten", "inputs": "r_pool"},
+        {"name": "join", "type": "concat", "inputs": ["gap", "flat"]},
+        {"name": "fc", "type": "dense", "units": 3},
+        {"type": "softmax"},
+    ],
+    "training": {"dtype": "float64"},
+}
+
+
+def test_a_separate_activation_overwrites_an_output_nothing_else_reads():
+    from yamlnet.graph import run_forward
+    model = yamlnet.build_model(IN_PLACE)
+    in_place = {layer.name for layer in model.execution(training=True) if getattr(layer, "overwrites_input", False)}
+    assert in_place == {"r_bn", "r_c2", "r_sum"}
+    assert not any(getattr(layer, "overwrites_input", False) for layer in model.layers)  # the model's own stay
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((5, 6, 6, 2)), np.array([0, 1, 2, 1, 0])
+    seen = x.copy()
+    # the plain twin: the model's own layers, each activation on a copy of its input
+    plain_loss, _ = model.executor.step(model.layers, x, y, len(y))
+    plain = {key: grad.copy() for key, grad in model.gradients().items()}
+    loss, _ = model.executor.train_step(model.layers, x, y, len(y))
+    assert loss == plain_loss
+    for key, grad in model.gradients().items():
+        assert np.array_equal(grad, plain[key]), key
+    assert np.array_equal(x, seen)  # the caller's array is never written
+    assert rel_error(model.forward(x), run_forward(model.layers, model.graph, x, training=False)) < 1e-10
+    assert np.array_equal(x, seen)
+
+
 def test_inference_folds_batchnorm_into_the_layer_before_it():
     config = {**RESIDUAL, "training": {**RESIDUAL["training"], "dtype": "float32"}}
     model = yamlnet.build_model(config)

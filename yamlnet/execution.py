@@ -2,9 +2,10 @@
 
 A model's layers are what its file says; what runs may differ without changing a single number
 that matters: a conv and the 2 × 2 max-pool it feeds run as one layer (``yamlnet.layers.fused``),
-and at inference a batchnorm that alone reads a linear conv or dense layer is folded into a copy
-of it. ``Execution`` builds those lists once per list of layers (a model's own, or a shard's copies)
-and refreshes the folded weights at every call.
+a separate activation overwrites an output nothing else reads instead of copying it, and at
+inference a batchnorm that alone reads a linear conv or dense layer is folded into a copy of it.
+``Execution`` builds those lists once per list of layers (a model's own, or a shard's copies) and
+refreshes the folded weights at every call.
 """
 
 from __future__ import annotations
@@ -40,17 +41,30 @@ class Execution:
         self._lists: dict[tuple[int, bool], tuple[list[Layer], list]] = {}
 
     def lists(self, layers: list[Layer], training: bool) -> list[Layer]:
-        """``layers`` as they run: conv + max-pool pairs fused and, at inference, batchnorms folded
-        (``_fold``). Built once per list; ``layers`` itself, the weights and the file stay as they are."""
+        """``layers`` as they run: conv + max-pool pairs fused, activations in place (``_in_place``) and,
+        at inference, batchnorms folded (``_fold``). Built once per list; ``layers`` itself, the weights and the file stay as they are."""
         key = (id(layers), training)
         if key not in self._lists:  # inference shares training's fused layers (and their buffers)
-            self._lists[key] = (fuse(layers, self.graph), []) if training else self._fold(self.lists(layers, True))
+            self._lists[key] = (self._in_place(fuse(layers, self.graph)), []) if training else \
+                self._fold(self.lists(layers, True))
         run, folds = self._lists[key]
         for original, norm, twin in folds:  # the weights change between calls: fold them afresh
             scale, shift = norm.scale_and_shift()
             np.multiply(original.params["W"], scale, out=twin.params["W"])
             np.multiply(original.params["b"], scale, out=twin.params["b"])
             twin.params["b"] += shift
+        return run
+
+    def _in_place(self, layers: list[Layer]) -> list[Layer]:
+        """``layers`` with each ``runs_in_place`` layer (a separate activation) that alone reads a layer
+        which ``hands_over_output`` run by a copy that overwrites that output instead of copying it
+        (the batchnorm graph of issue 33, conv → batchnorm → activation: 4–6 % faster)."""
+        run = list(layers)
+        for index, layer in enumerate(layers):
+            source = self.graph.sources[index]
+            if (layer.runs_in_place and len(source) == 1 and source[0] != INPUT
+                    and layers[source[0]].hands_over_output and self.graph.readers[source[0]] == (index,)):
+                run[index] = layer.in_place()
         return run
 
     def _fold(self, layers: list[Layer]) -> tuple[list[Layer], list]:

@@ -5,6 +5,8 @@ Each backward is written in terms of the *output* a = g(z), so layers keep one a
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from yamlnet.layers.base import Layer, register
@@ -84,8 +86,19 @@ class Activation(Layer):
     def onnx(self, graph, inputs, input_shape):
         return inputs[0]  # the exporter adds the activation
 
+    runs_in_place = True
+    #: overwrite x instead of a copy of it: set on the copy ``in_place`` makes
+    overwrites_input = False
+
+    def in_place(self) -> "Activation":
+        """A copy of this layer that applies g to its input array itself — for an execution list, where
+        nothing else reads that array (the model's layers stay as they are: inspection reads every output)."""
+        twin = copy.copy(self)
+        twin.overwrites_input = True
+        return twin
+
     def forward(self, x, training=False):
-        self.a = activate(self.activation, x.copy())
+        self.a = activate(self.activation, x if self.overwrites_input else x.copy())
         return self.a
 
     def backward(self, grad):

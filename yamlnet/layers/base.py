@@ -81,6 +81,8 @@ class Layer:
     takes_folded_batchnorm: ClassVar[bool] = False
     #: folds into a ``takes_folded_batchnorm`` layer it alone reads, at inference (``scale_and_shift``)
     folds_into_linear: ClassVar[bool] = False
+    #: element-wise: it can run in place (``in_place``) on an output that is its alone (``hands_over_output``)
+    runs_in_place: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name
@@ -138,6 +140,13 @@ class Layer:
     @property
     def activation(self) -> str:
         return self.config.get("activation", "")
+
+    @property
+    def hands_over_output(self) -> bool:
+        """Whether the only reader of this layer's output may overwrite it: the layer makes the array
+        afresh at every call and its backward never reads it — a layer that takes an ``activation``
+        (conv2d, dense, batchnorm, add) and has none, as those apply it last and read it back only for g'."""
+        return "activation" in self.hyperparameters and self.activation == "linear"
 
     def label(self) -> str:
         """Its name, hyperparameters and activation, as a drawing writes them (``conv1 f=3 s=1 p=1 + relu``)."""
