@@ -228,8 +228,15 @@ def test_a_separate_activation_overwrites_an_output_nothing_else_reads():
     for key, grad in model.gradients().items():
         assert np.array_equal(grad, plain[key]), key
     assert np.array_equal(x, seen)  # the caller's array is never written
+    # at inference the layer that made the array applies g itself
+    inference = {layer.name: layer for layer in model.execution(training=False)}
+    assert {name for name, layer in inference.items() if layer.type == "activation (folded)"} == in_place
+    assert [inference[name].activation for name in ("c1", "c2", "sum")] == ["relu", "tanh", "leaky_relu"]
+    assert [layer.activation for layer in model.layers if layer.name in ("c1", "c2", "sum")] == ["linear"] * 3
     assert rel_error(model.forward(x), run_forward(model.layers, model.graph, x, training=False)) < 1e-10
     assert np.array_equal(x, seen)
+    model.parameters()["c2/W"][...] *= 2  # weights that change between calls reach the copies
+    assert rel_error(model.forward(x), run_forward(model.layers, model.graph, x, training=False)) < 1e-10
 
 
 def test_inference_folds_batchnorm_into_the_layer_before_it():

@@ -42,7 +42,8 @@ class Execution:
 
     def lists(self, layers: list[Layer], training: bool) -> list[Layer]:
         """``layers`` as they run: conv + max-pool pairs fused, activations in place (``_in_place``) and,
-        at inference, batchnorms folded (``_fold``). Built once per list; ``layers`` itself, the weights and the file stay as they are."""
+        at inference, batchnorms and activations folded (``_fold``). Built once per list; ``layers``
+        itself, the weights and the file stay as they are."""
         key = (id(layers), training)
         if key not in self._lists:  # inference shares training's fused layers (and their buffers)
             self._lists[key] = (self._in_place(fuse(layers, self.graph)), []) if training else \
@@ -58,7 +59,7 @@ class Execution:
     def _in_place(self, layers: list[Layer]) -> list[Layer]:
         """``layers`` with each ``runs_in_place`` layer (a separate activation) that alone reads a layer
         which ``hands_over_output`` run by a copy that overwrites that output instead of copying it
-        (the batchnorm graph of issue 33, conv → batchnorm → activation: 4–6 % faster)."""
+        (one pass and one fresh array fewer; at inference ``_fold`` goes further)."""
         run = list(layers)
         for index, layer in enumerate(layers):
             source = self.graph.sources[index]
@@ -71,8 +72,9 @@ class Execution:
         """``layers`` for inference, each ``folds_into_linear`` layer (batchnorm) that alone reads a
         ``takes_folded_batchnorm`` one without an activation (a linear conv or dense layer) folded into a
         copy of it: W ← W · a, b ← b · a + c with a, c the batchnorm's per-channel scale and shift (its
-        running statistics), as serving engines do, the copy applying the batchnorm's activation; and
-        the (layer, batchnorm, copy) triples."""
+        running statistics), as serving engines do, the copy applying the batchnorm's activation; each
+        activation that runs in place applied by the layer whose output it overwrites (a copy of it);
+        and the (layer, batchnorm, copy) triples."""
         folded, folds = list(layers), []
         for index, layer in enumerate(layers):
             source = self.graph.sources[index]
@@ -84,6 +86,18 @@ class Execution:
                 twin.config = {**twin.config, "activation": layer.activation}  # the batchnorm's g, after the fold
                 folded[source[0]], folded[index] = twin, PassThrough(layer, "folded")
                 folds.append((layers[source[0]], layer, twin))
+        for index, layer in enumerate(layers):
+            if not getattr(layer, "overwrites_input", False):  # (an activation ``_in_place`` chose)
+                continue
+            # its g applied by the layer that made the array, a conv's within each cache-sized slice (the
+            # batchnorm graph of issue 33: 1.02–1.11 × at inference, median 1.06 over 6 alternating rounds)
+            source = self.graph.sources[index][0]
+            if isinstance(folded[source], PassThrough):  # a batchnorm without g, folded into a copy of ours
+                maker = folded[self.graph.sources[source][0]]
+            else:
+                maker = folded[source] = folded[source].replica()  # (the params themselves: nothing to refresh)
+            maker.config = {**maker.config, "activation": layer.activation}
+            folded[index] = PassThrough(layer, "folded")
         return folded, folds
 
     def forward(self, layers: list[Layer], x: np.ndarray, training: bool) -> np.ndarray:
