@@ -214,9 +214,9 @@ IN_PLACE = {
 def test_a_separate_activation_overwrites_an_output_nothing_else_reads():
     from yamlnet.graph import run_forward
     model = yamlnet.build_model(IN_PLACE)
-    in_place = {layer.name for layer in model.execution(training=True) if getattr(layer, "overwrites_input", False)}
+    in_place = {layer.name for layer in model.execution(training=True) if layer.overwrites_input}
     assert in_place == {"r_bn", "r_c2", "r_sum"}
-    assert not any(getattr(layer, "overwrites_input", False) for layer in model.layers)  # the model's own stay
+    assert not any(layer.overwrites_input for layer in model.layers)  # the model's own stay as they are
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((5, 6, 6, 2)), np.array([0, 1, 2, 1, 0])
     seen = x.copy()

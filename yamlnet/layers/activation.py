@@ -74,7 +74,7 @@ class Activation(Layer):
     description = "element-wise nonlinearity g"
     hyperparameters = {"activation": {"enum": list(ACTIVATIONS), "description": "g, applied to each value"}}
     required = ("activation",)
-    drawn_inside = transparent_to_init = True
+    drawn_inside = transparent_to_init = runs_in_place = True
     other_names = ("relu",)
 
     def label(self):
@@ -85,10 +85,6 @@ class Activation(Layer):
 
     def onnx(self, graph, inputs, input_shape):
         return inputs[0]  # the exporter adds the activation
-
-    runs_in_place = True
-    #: overwrite x instead of a copy of it: set on the copy ``in_place`` makes
-    overwrites_input = False
 
     def in_place(self) -> "Activation":
         """A copy of this layer that applies g to its input array itself — for an execution list, where

@@ -83,6 +83,11 @@ class Layer:
     folds_into_linear: ClassVar[bool] = False
     #: element-wise: it can run in place (``in_place``) on an output that is its alone (``hands_over_output``)
     runs_in_place: ClassVar[bool] = False
+    #: set on the copy ``in_place`` makes, which applies itself to its input array
+    overwrites_input: bool = False
+    #: forward returns an array made afresh at every call, its ``activation`` applied last, and backward
+    #: reads that array back only for g′ (conv2d, dense, batchnorm, add)
+    fresh_output: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any]):
         self.name = name
@@ -143,10 +148,9 @@ class Layer:
 
     @property
     def hands_over_output(self) -> bool:
-        """Whether the only reader of this layer's output may overwrite it: the layer makes the array
-        afresh at every call and its backward never reads it — a layer that takes an ``activation``
-        (conv2d, dense, batchnorm, add) and has none, as those apply it last and read it back only for g'."""
-        return "activation" in self.hyperparameters and self.activation == "linear"
+        """Whether the only reader of this layer's output may overwrite it: a ``fresh_output`` type
+        without an activation (its backward reads its output back only for g′)."""
+        return self.fresh_output and self.activation == "linear"
 
     def label(self) -> str:
         """Its name, hyperparameters and activation, as a drawing writes them (``conv1 f=3 s=1 p=1 + relu``)."""

@@ -31,7 +31,7 @@ class BatchNorm(Layer):
         "activation": {**ACTIVATION_KEY, "description": "g applied after the scale and shift"},
     }
     needs_whole_batch = True
-    drawn_inside = transparent_to_init = folds_into_linear = True
+    drawn_inside = transparent_to_init = folds_into_linear = fresh_output = True
 
     def onnx(self, graph, inputs, input_shape):
         constants = [graph.constant(f"{self.name}/{key}", table[key]) for table, key in (

@@ -48,7 +48,7 @@ class Conv2D(WindowedLayer):
     required = ("filters", "size")
     drawn_with_type = False
     other_names = ("conv", "convolution")
-    takes_folded_batchnorm = True
+    takes_folded_batchnorm = fresh_output = True
 
     def __init__(self, name, config):
         super().__init__(name, config)

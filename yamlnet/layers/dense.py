@@ -23,7 +23,7 @@ class Dense(Layer):
     required = ("units",)
     drawn_with_type = False
     other_names = ("fully_connected", "fc", "linear")
-    takes_folded_batchnorm = True
+    takes_folded_batchnorm = fresh_output = True
 
     def onnx(self, graph, inputs, input_shape):
         return graph.node("Gemm", [graph.flat(self.name, inputs[0], input_shape),

@@ -19,7 +19,7 @@ class Add(Layer):
 
     description = "element-wise sum of two or more inputs of one shape, then g (a residual connection)"
     hyperparameters = {"activation": {**ACTIVATION_KEY, "description": "g applied after the sum"}}
-    joins = transparent_to_init = True
+    joins = transparent_to_init = fresh_output = True
 
     def onnx(self, graph, inputs, input_shape):
         return graph.node("Sum", inputs, f"{self.name}/sum")
