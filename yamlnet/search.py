@@ -16,21 +16,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from yamlnet import runs
+from yamlnet.children import Stopped, run_each
 from yamlnet.errors import ConfigError, YamlnetError
 from yamlnet.config.schema import SWEEP_SCHEMA
 from yamlnet.metrics import best_value, direction, value_of
-
-class Stopped(Exception):
-    """A signal stopped the sweep: the runs it reached wrote checkpoints; no new run was started."""
-
-    def __init__(self, exit_code: int):
-        super().__init__(exit_code)
-        self.exit_code = exit_code
-
 
 def dask_client(address: str):
     """A client of the Dask scheduler at ``address`` (a context manager), or one line saying what is wrong."""
@@ -136,11 +128,13 @@ def run_search(spec: dict, sweep_dir: Path, source: str, overrides, workers: int
     total = spec.get("samples") or 20
     remaining = max(0, total - len(done))
     results = {t.number: _result_of(sweep_dir, t, spec, keys) for t in done}
-    runner = _Runner(study, spec, sweep_dir, source, overrides, keys, workers, dask_address)
-    for number, outcome in runner.run(remaining):
+
+    def collect(number: int, outcome: dict) -> None:
         results[number] = outcome
         if on_result:
             on_result(outcome)
+
+    _Runner(study, spec, sweep_dir, source, overrides, keys, workers, dask_address).run(remaining, collect)
     return [results[number] for number in sorted(results)]
 
 
@@ -192,57 +186,46 @@ class _Runner:
         return trial.number, {"run": Path(job["out"]).name, "out": job["out"], "combination": job["combination"],
                               "status": state, "error": outcome["error"], "metrics": metrics}
 
-    def run(self, count: int):
+    def run(self, count: int, collect) -> None:
+        """``count`` trials; ``collect(number, row)`` as each ends."""
         if self.dask_address:
-            yield from self._on_dask(count)
+            self._on_dask(count, collect)
         elif self.workers <= 1:
             for _ in range(count):
                 trial, job = self._ask()
                 outcome = run_trial(job)
-                yield self._tell(trial, job, outcome)
+                collect(*self._tell(trial, job, outcome))
                 if outcome["state"] == "interrupted":
                     raise Stopped(outcome["exit_code"])
         else:
-            yield from self._in_processes(count)
+            self._in_processes(count, collect)
 
-    def _in_processes(self, count: int):
-        """Each trial a ``python -m yamlnet.search JOB`` process with one BLAS thread, ``workers`` at once."""
+    def _in_processes(self, count: int, collect) -> None:
+        """Each trial a ``python -m yamlnet.search JOB`` process with one BLAS thread, ``workers`` at once,
+        stop signals passed on (``yamlnet.children``)."""
         from yamlnet.parallel import blas_environment
-        from yamlnet.signals import StopRequest, deferred
 
         environment = blas_environment(1)
-        running, asked = [], 0
-        with StopRequest() as stop:
-            while running or (asked < count and not stop.requested):
-                while asked < count and len(running) < self.workers and not stop.requested:
-                    trial, job = self._ask()
-                    asked += 1
-                    with deferred():
-                        process = subprocess.Popen([sys.executable, "-m", "yamlnet.search", json.dumps(job)],
-                                                   env=environment, stdout=subprocess.PIPE,
-                                                   stderr=subprocess.DEVNULL, start_new_session=True, text=True)
-                        running.append((process, trial, job))
-                if stop.requested:
-                    for process, _, _ in running:
-                        if process.poll() is None:
-                            process.send_signal(stop.signal)
-                time.sleep(0.05)
-                for entry in [entry for entry in running if entry[0].poll() is not None]:
-                    running.remove(entry)
-                    process, trial, job = entry
-                    output = process.stdout.read().strip().splitlines()
-                    process.stdout.close()
-                    if output:
-                        outcome = json.loads(output[-1])
-                    elif stop.requested:  # stopped before it could say so: it runs again at the next start
-                        outcome = {"state": "interrupted", "exit_code": stop.exit_code, "error": ""}
-                    else:
-                        outcome = {"state": "failed", "exit_code": 1, "error": f"ended with {process.returncode}"}
-                    yield self._tell(trial, job, outcome)
-        if stop.requested:
-            raise Stopped(stop.exit_code)
 
-    def _on_dask(self, count: int):
+        def start(asked):
+            return subprocess.Popen([sys.executable, "-m", "yamlnet.search", json.dumps(asked[1])], env=environment,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+                                    text=True)
+
+        def finish(process, asked, stop_signal):
+            output = process.stdout.read().strip().splitlines()
+            process.stdout.close()
+            if output:
+                outcome = json.loads(output[-1])
+            elif stop_signal:  # stopped before it could say so: it runs again at the next start
+                outcome = {"state": "interrupted", "exit_code": 128 + stop_signal, "error": ""}
+            else:
+                outcome = {"state": "failed", "exit_code": 1, "error": f"ended with {process.returncode}"}
+            collect(*self._tell(*asked, outcome))
+
+        run_each((self._ask() for _ in range(count)), start, finish, self.workers)
+
+    def _on_dask(self, count: int, collect) -> None:
         from dask.distributed import wait
 
         with dask_client(self.dask_address) as client:
@@ -256,7 +239,7 @@ class _Runner:
                 finished, _ = wait(list(pending), return_when="FIRST_COMPLETED")
                 for future in finished:
                     trial, job = pending.pop(future)
-                    yield self._tell(trial, job, future.result())
+                    collect(*self._tell(trial, job, future.result()))
 
 
 def main() -> None:

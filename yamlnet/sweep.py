@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,8 +29,9 @@ from yamlnet.metrics import best_value, direction
 from yamlnet.plan import plan
 from yamlnet.parallel import blas_environment
 from yamlnet.runs import SUMMARY, read_metrics
-from yamlnet.search import Stopped, dask_client, optuna_module, run_search, train_job
-from yamlnet.signals import STOP_SIGNALS, StopRequest, deferred
+from yamlnet.children import Stopped, run_each
+from yamlnet.search import dask_client, optuna_module, run_search, train_job
+from yamlnet.signals import STOP_SIGNALS
 
 _RESERVED = set(SWEEP_SCHEMA["properties"])
 
@@ -109,32 +109,25 @@ def run_one(job: dict) -> dict:
 
 def _run_processes(jobs: list[dict], workers: int, collect) -> None:
     """Each run as its own ``yamlnet train`` process, ``workers`` at a time, each with one BLAS
-    thread (N runs on N cores beat N runs fighting over each core). Results come back through the
-    run directories, so nothing crosses between processes but arguments and exit codes.
-
-    The runs have a session of their own, so that a terminal's Ctrl-C reaches the sweep alone; the
-    sweep passes each stop signal (Ctrl-C, SIGTERM, SIGHUP) on to every run once, starts no new run,
-    and waits for the runs to write their checkpoints (a second signal is passed on too: they stop at once)."""
+    thread (N runs on N cores beat N runs fighting over each core), stop signals passed on
+    (``yamlnet.children``). Results come back through the run directories, so nothing crosses between
+    processes but arguments and exit codes."""
     environment = blas_environment(1)
-    pending, running = list(jobs), []
-    forwarded = None
+    logs = {}  # each run's stderr, by its directory
 
-    def launch(job) -> None:
+    def start(job) -> subprocess.Popen | None:
         out = Path(job["out"])
         if _finished(out):
             collect(_result(job, "done before"))
-            return
+            return None
         arguments = ["--resume", str(out)] if _started(out) else [
             job["source"], "--out", str(out), *(part for item in job["overrides"] for part in ("--set", item))]
-        log = tempfile.TemporaryFile("w+", encoding="utf-8")
-        with deferred():  # a run started is a run recorded, to be signalled and waited for
-            process = subprocess.Popen([sys.executable, "-m", "yamlnet", "train", "--quiet", *arguments],
-                                       env=environment, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-            running.append((process, job, log))
+        log = logs[job["out"]] = tempfile.TemporaryFile("w+", encoding="utf-8")
+        return subprocess.Popen([sys.executable, "-m", "yamlnet", "train", "--quiet", *arguments],
+                                env=environment, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
-    def finished(entry) -> None:
-        running.remove(entry)
-        process, job, log = entry
+    def finish(process, job, stopping) -> None:
+        log = logs.pop(job["out"])
         log.seek(0)
         lines = log.read().strip().splitlines()
         log.close()
@@ -145,27 +138,7 @@ def _run_processes(jobs: list[dict], workers: int, collect) -> None:
             error = lines[-1] if lines else f"ended by signal {-process.returncode}"
         collect(_result(job, status, error))
 
-    try:
-        with StopRequest() as stop:
-            while running or (pending and not stop.requested):
-                while pending and len(running) < workers and not stop.requested:
-                    launch(pending.pop(0))
-                if stop.requested and forwarded is None:
-                    forwarded = stop.signal
-                    for process, _, _ in running:
-                        process.send_signal(stop.signal)
-                time.sleep(0.05)
-                for entry in [entry for entry in running if entry[0].poll() is not None]:
-                    finished(entry)
-    except BaseException:  # a second signal: pass it on, so that the runs stop at once too; wait for them
-        for process, _, _ in running:
-            process.send_signal(forwarded or signal.SIGINT)
-        for entry in list(running):
-            entry[0].wait()
-            finished(entry)
-        raise
-    if stop.requested:
-        raise Stopped(stop.exit_code)
+    run_each(jobs, start, finish, workers)
 
 
 def run_sweep(source, sweep_file=None, *, out=None, overrides=(), workers: int | None = None,
