@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 
 from yamlnet.signals import StopRequest, deferred
 
+_END = object()  # what ``next`` gives when the jobs have run out
+
 
 class Stopped(Exception):
     """A signal stopped the sweep: the runs it reached wrote checkpoints; no new run was started."""
@@ -69,5 +71,3 @@ def run_each(jobs: Iterable, start: Callable[[object], subprocess.Popen | None],
     if stop.requested:
         raise Stopped(stop.exit_code)
 
-
-_END = object()

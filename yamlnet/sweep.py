@@ -126,7 +126,7 @@ def _run_processes(jobs: list[dict], workers: int, collect) -> None:
         return subprocess.Popen([sys.executable, "-m", "yamlnet", "train", "--quiet", *arguments],
                                 env=environment, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
-    def finish(process, job, stopping) -> None:
+    def finish(process, job, stop_signal) -> None:
         log = logs.pop(job["out"])
         log.seek(0)
         lines = log.read().strip().splitlines()
