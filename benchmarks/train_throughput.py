@@ -15,7 +15,7 @@ each call, and yamlnet's allocator setting speeds PyTorch up too.) PyTorch is ne
 of yamlnet: `pip install torch` to get the comparison.
 
 Beside the speed: each framework's peak resident memory in training (yamlnet's: its process plus its
-shard workers, each counted at the largest worker's peak), and yamlnet's achieved multiply-adds per
+shard workers, each at its own peak), and yamlnet's achieved multiply-adds per
 second in training (three products a layer: forward, and the two gradients) against the machine's
 peak, measured as a 2048 × 2048 float32 product (np.dot) on the same threads.
 """
@@ -124,11 +124,21 @@ def worker(framework: str, model_file: str, batch: int, samples: int, epochs: in
         rates = [epoch_rate(step, args) for _ in range(epochs + 1)][1:]
         result[kind] = statistics.median(rates)
     result["workers_rss_mb"] = 0.0
-    if framework != "torch":  # the shard workers: reaped at close, so their largest peak is the children's
-        count = len(model.shards.worker_pids)
+    if framework != "torch":  # the shard workers, each at its own peak, read while they run
+        result["workers_rss_mb"] = sum(peak_rss_mb(pid) for pid in model.shards.worker_pids)
         model.close_workers()
-        result["workers_rss_mb"] = count * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return result
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak resident memory (VmHWM), in MB. Not the children's ru_maxrss: a child
+    started by vfork runs in its parent's memory until it execs, and Linux counts that memory's peak as
+    the child's — every worker would be charged the trainer's peak (its data set) once more."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def peak_macs(threads: int) -> float:
@@ -261,7 +271,7 @@ def main() -> None:
         line += f" {r['peak_rss_mb']:>6,.0f} MB" + (f" {r['torch_rss_mb']:>6,.0f} MB" if with_torch else "")
         print(line + f" {achieved / 1e9:>8.1f} {achieved / peak:>6.0%}", flush=True)
     print("\npeak RSS: in training, the yamlnet process (data, model and the timed epochs) and its shard workers "
-          "(each counted at the largest one's peak), and the PyTorch process; G MAC/s: yamlnet's multiply-adds "
+          "(each at its own peak), and the PyTorch process; G MAC/s: yamlnet's multiply-adds "
           "a second in training, 3 × the forward's a sample (the first layer's input gradient counted too)")
     if memory is not None:
         print(f"peak RSS of training lenet for an epoch on 60,000 generated 28 × 28 × 1 shapes: {memory[0]:,.0f} MB"
