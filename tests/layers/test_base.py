@@ -1,10 +1,15 @@
 """The layer contract, checked for every registered type (so a new type is covered when it registers)."""
 
+import gc
+import weakref
+
+import numpy as np
 import pytest
 import yaml
-from conftest import minimal_layer
+from conftest import make_layer, minimal_layer
 from typer.testing import CliRunner
 
+import yamlnet
 from yamlnet.cli import app
 from yamlnet.layers import LAYERS
 
@@ -99,3 +104,25 @@ def test_a_type_without_an_onnx_form_is_refused_in_one_line(tmp_path):
             export(tmp_path / "m.npz", tmp_path / "m.onnx")
     finally:
         type(model.layers[1]).onnx = original
+
+
+FRESH_OUTPUT = sorted(name for name, cls in LAYERS.items() if cls.fresh_output)
+
+
+@pytest.mark.parametrize("type_name", FRESH_OUTPUT)
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_training_keeps_a_layers_output_only_for_its_activation(type_name, activation):
+    """An output read by one layer alone is freed once that one is done with it: the layer that made it
+    keeps it for backward only where g′ needs it (a batchnorm's or a projection's before an add)."""
+    x = np.random.default_rng(0).standard_normal((3, 6, 6, 4))
+    if LAYERS[type_name].joins:  # two inputs of one shape
+        model = yamlnet.build_model({"input": [6, 6, 4], "layers": [
+            {"name": "a", "type": "activation", "activation": "tanh"},
+            {"name": "join", "type": type_name, "inputs": ["a", "input"], "activation": activation}],
+            "training": {"dtype": "float64"}})
+        layer, x = model.layers[-1], [x, x]
+    else:
+        layer = make_layer((6, 6, 4), {**minimal_layer(type_name), "activation": activation})
+    out = weakref.ref(layer.forward(x, training=True))
+    gc.collect()
+    assert (out() is not None) == (activation == "relu")

@@ -111,7 +111,7 @@ class BatchNorm(Layer):
         out *= scale
         out += beta
         a = activate(self.activation, out.reshape(x.shape))
-        self._cache = (x, mean, inv_std, m, a)
+        self._cache = (x, mean, inv_std, m, self.kept_output(a))
         return a
 
     def backward(self, grad):

@@ -145,8 +145,8 @@ class Conv2D(WindowedLayer):
             if a_part is not z_part:
                 z_part[...] = a_part
             kept.append((start, stop, cols if keep else None))
-        if training:
-            self._cache = (x, None if from_dz else xp, kept, z)
+        if training:  # (not xp: backward pads x again where it needs to, slice by slice)
+            self._cache = (x, from_dz, kept, self.kept_output(z))
         return z
 
     def _forward_grouped(self, x, training):
@@ -165,7 +165,7 @@ class Conv2D(WindowedLayer):
             a = kernels.grouped_conv(x, self.params["W"], self.p, self.s, self.d, self.groups, n_h, n_w,
                                      self.scratch, finish)
         if training:
-            self._cache = (x, None, None, a)
+            self._cache = (x, False, None, self.kept_output(a))
         return a
 
     def _backward_grouped(self, x, dz):
@@ -183,7 +183,7 @@ class Conv2D(WindowedLayer):
 
     def backward(self, grad):
         """grad (N, n_H, n_W, n_filters) → d loss / d x (N, n_H_prev, n_W_prev, n_C_prev), or None."""
-        x, xp, kept, a = self._cache
+        x, from_dz, kept, a = self._cache
         self._cache = None
         f, s = self.f, self.s
         n_h, n_w, n_filters = self.output_shape
@@ -192,7 +192,7 @@ class Conv2D(WindowedLayer):
         self.grads["b"][...] = kernels.column_sums(dz2)
         if not self.ordinary:
             return self._backward_grouped(x, dz)
-        if xp is None:  # forward chose dz's columns for both gradients
+        if from_dz:  # forward chose dz's columns for both gradients
             dx, self.grads["W"][...] = kernels.conv_grads_from_dz_columns(x, dz, self.params["W"], self.p, self.scratch)
             return dx
         dw = self.grads["W"].reshape(-1, n_filters)
@@ -200,7 +200,7 @@ class Conv2D(WindowedLayer):
         for start, stop, cols in kept:
             if cols is None:
                 buffer = self.scratch.get("cols", ((stop - start) * rows_per_sample * dw.shape[0],), dw.dtype)
-                cols = kernels.im2col(xp[start:stop], f, s, n_h, n_w, out=buffer)
+                cols = kernels.im2col(kernels.pad(x[start:stop], self.p), f, s, n_h, n_w, out=buffer)
             chunk_dw = kernels.weight_gradient(cols, dz2[start * rows_per_sample:stop * rows_per_sample])
             if start == 0:
                 dw[...] = chunk_dw
@@ -208,4 +208,5 @@ class Conv2D(WindowedLayer):
                 dw += chunk_dw
         if not self.needs_input_grad:
             return None
-        return kernels.unpad(kernels.conv_input_grad(dz, self.params["W"], s, xp.shape, self.scratch), self.p)
+        padded_shape = (len(x), x.shape[1] + 2 * self.p, x.shape[2] + 2 * self.p, x.shape[3])
+        return kernels.unpad(kernels.conv_input_grad(dz, self.params["W"], s, padded_shape, self.scratch), self.p)

@@ -58,7 +58,7 @@ class Dense(Layer):
         z += self.params["b"]
         a = activate(self.activation, z)
         if training:
-            self._cache = (x2, x.shape, a)
+            self._cache = (x2, x.shape, self.kept_output(a))
         return a
 
     def backward(self, grad):

@@ -42,7 +42,7 @@ class Add(Layer):
             z += x
         a = activate(self.activation, z)
         if training:
-            self._a = a
+            self._a = self.kept_output(a)
         return a
 
     def backward(self, grad):
