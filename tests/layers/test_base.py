@@ -126,3 +126,27 @@ def test_training_keeps_a_layers_output_only_for_its_activation(type_name, activ
     out = weakref.ref(layer.forward(x, training=True))
     gc.collect()
     assert (out() is not None) == (activation == "relu")
+
+
+@pytest.mark.parametrize("type_name", sorted(LAYERS))
+def test_after_backward_a_layer_holds_nothing_of_the_step(type_name):
+    """What forward kept for backward is let go in backward: the next step's forward peaks without it."""
+    x = np.random.default_rng(0).standard_normal((3, 6, 6, 4))
+    if LAYERS[type_name].joins:
+        model = yamlnet.build_model({"input": [6, 6, 4], "layers": [
+            {"name": "a", "type": "activation", "activation": "tanh"},
+            {"name": "join", "type": type_name, "inputs": ["a", "input"]}], "training": {"dtype": "float64"}})
+        layer, x = model.layers[-1], [x, x.copy()]
+    else:
+        config = minimal_layer(type_name)
+        if "activation" in LAYERS[type_name].hyperparameters and type_name != "activation":
+            config["activation"] = "relu"  # (a g′ to keep the output for)
+        layer = make_layer((6, 6, 4), config)
+    out = layer.forward(x, training=True)
+    if layer.gives_probabilities:
+        pytest.skip("its backward is the loss's (fused)")
+    watched = weakref.ref(out)
+    layer.backward(np.ones_like(out))
+    del out
+    gc.collect()
+    assert watched() is None

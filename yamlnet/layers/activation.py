@@ -94,8 +94,11 @@ class Activation(Layer):
         return twin
 
     def forward(self, x, training=False):
-        self.a = activate(self.activation, x if self.overwrites_input else x.copy())
-        return self.a
+        a = activate(self.activation, x if self.overwrites_input else x.copy())
+        if training:
+            self._a = a
+        return a
 
     def backward(self, grad):
-        return activate_backward(self.activation, self.a, grad)
+        a, self._a = self._a, None  # (held no longer than backward needs it: the next step's forward peaks without it)
+        return activate_backward(self.activation, a, grad)

@@ -55,7 +55,8 @@ class Dropout(Layer):
         return x * self._mask
 
     def backward(self, grad):
-        return grad if self._mask is None else grad * self._mask
+        mask, self._mask = self._mask, None
+        return grad if mask is None else grad * mask
 
     def forward_traced(self, x):
         return self.forward(x, training=False)  # the identity, and a backward that passes grad on
