@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py models/simple.yaml    # any model files
     python benchmarks/train_throughput.py --memory              # also: peak RSS of training LeNet on 60,000 shapes
     python benchmarks/train_throughput.py --size 64 benchmarks/models/cifar.yaml   # the same net at 64 × 64
+    python benchmarks/train_throughput.py --pss MODEL...         # also: peak memory with shared pages counted once
 
 Each figure is samples/s over an "epoch" of --samples random inputs already in memory (float32,
 batch 64, plain SGD: forward, loss, backward, step; inference: forward at batch 64), after one
@@ -30,6 +31,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,7 +104,7 @@ def epoch_rate(step, batches) -> float:
 
 
 def worker(framework: str, model_file: str, batch: int, samples: int, epochs: int, threads: int,
-           infer_batch: int, overrides=()) -> dict:
+           infer_batch: int, overrides=(), pss: bool = False) -> dict:
     """Run in a fresh process: median samples/s of training and of inference over ``epochs`` epochs,
     after one warm-up epoch. Each framework gets a process of its own, as on a user's laptop: no
     thread pools spinning beside it, no allocator settings but its own."""
@@ -123,11 +125,45 @@ def worker(framework: str, model_file: str, batch: int, samples: int, epochs: in
     for kind, step, args in (("train", train_step, batches), ("infer", infer_step, inputs)):
         rates = [epoch_rate(step, args) for _ in range(epochs + 1)][1:]
         result[kind] = statistics.median(rates)
+    if pss:  # one more training epoch, untimed, its memory sampled
+        processes = (lambda: [os.getpid()]) if framework == "torch" else \
+            (lambda: [os.getpid(), *model.shards.worker_pids])
+        result["pss_mb"] = sampled_peak_pss_mb(lambda: epoch_rate(train_step, batches), processes)
     result["workers_rss_mb"] = 0.0
     if framework != "torch":  # the shard workers, each at its own peak, read while they run
         result["workers_rss_mb"] = sum(peak_rss_mb(pid) for pid in model.shards.worker_pids)
         model.close_workers()
     return result
+
+
+def sampled_peak_pss_mb(work, processes) -> float:
+    """The largest sum of the proportional set sizes (Pss: shared pages split among the processes that
+    map them, so counted once in the sum) of ``processes()``, sampled every 20 ms while ``work()`` runs,
+    in MB. The resident memory the machine gives the run; the sum of peak RSS counts shared memory
+    (yamlnet's weights and gradients, in memory its workers share) once a process."""
+    peak, done = 0.0, threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            total = 0.0
+            for pid in processes():
+                try:
+                    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+                        total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+                except (OSError, StopIteration):
+                    pass
+            peak = max(peak, total)
+            done.wait(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        work()
+    finally:
+        done.set()
+        thread.join()
+    return peak
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -159,7 +195,7 @@ def _timed(call) -> float:
 
 
 def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: bool, rounds: int,
-            threads: int, infer_batch: int, overrides=()) -> dict:
+            threads: int, infer_batch: int, overrides=(), pss: bool = False) -> dict:
     """Rounds of [yamlnet process, PyTorch process], one after the other; the ratio of each round,
     and the median over rounds, so that a noisy machine hurts both alike."""
     _, layers = plan(model_file, overrides)
@@ -168,13 +204,16 @@ def measure(model_file: str, batch: int, samples: int, epochs: int, with_torch: 
         for framework in ("yamlnet", "torch") if with_torch else ("yamlnet",):
             command = [sys.executable, __file__, "--worker", framework, model_file, "--batch", str(batch),
                        "--samples", str(samples), "--epochs", str(epochs), "--threads", str(threads),
-                       "--infer-batch", str(infer_batch), *(part for item in overrides for part in ("--set", item))]
+                       "--infer-batch", str(infer_batch), *(part for item in overrides for part in ("--set", item)),
+                       *(["--pss"] if pss else [])]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             found[framework].append(json.loads(output.strip().splitlines()[-1]))
     result = {"model": Path(model_file).stem, "params": sum(layer.param_count() for layer in layers),
               "macs": sum(layer.macs() for layer in layers),
               "peak_rss_mb": max(r["peak_rss_mb"] + r["workers_rss_mb"] for r in found["yamlnet"]),
-              "torch_rss_mb": max((r["peak_rss_mb"] for r in found["torch"]), default=None)}
+              "torch_rss_mb": max((r["peak_rss_mb"] for r in found["torch"]), default=None),
+              "pss_mb": max((r.get("pss_mb", 0.0) for r in found["yamlnet"]), default=None),
+              "torch_pss_mb": max((r.get("pss_mb", 0.0) for r in found["torch"]), default=None)}
     for kind in ("train", "infer"):
         ours = [r[kind] for r in found["yamlnet"]]
         result[kind] = {"yamlnet": statistics.median(ours)}
@@ -222,13 +261,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="every model's input at N × N (its channels kept)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of every model file, as yamlnet's --set")
+    parser.add_argument("--pss", action="store_true",
+                        help="also the peak of the processes' summed PSS (shared memory once), sampled in one more epoch")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         result = worker(args.worker, args.models[0], args.batch, args.samples, args.epochs, args.threads,
-                        args.infer_batch, args.overrides)
+                        args.infer_batch, args.overrides, args.pss)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -254,14 +295,15 @@ def main() -> None:
     header = f"{'model':<{name_width}} {'params':>8}"
     for kind in ("train", "infer"):
         header += f" {kind:>9}" + (f" {'torch':>9} {'ratio':>6}" if with_torch else "")
-    print(header + f" {'peak RSS':>9}" + (f" {'torch':>9}" if with_torch else "") + f" {'G MAC/s':>8} {'of peak':>7}")
+    print(header + f" {'peak RSS':>9}" + (f" {'torch':>9}" if with_torch else "") + f" {'G MAC/s':>8} {'of peak':>7}"
+          + (f" {'peak PSS':>9}" + (f" {'torch':>9}" if with_torch else "") if args.pss else ""))
     for model_file in args.models:
         overrides = list(args.overrides)
         if args.size:
             channels = plan(model_file, overrides)[0]["input"][2]
             overrides.append(f"input=[{args.size}, {args.size}, {channels}]")
         r = measure(model_file, args.batch, args.samples, args.epochs, with_torch, args.rounds, threads,
-                    args.infer_batch, overrides)
+                    args.infer_batch, overrides, args.pss)
         line = f"{r['model']:<{name_width}} {r['params']:>8,}"
         for kind in ("train", "infer"):
             line += f" {r[kind]['yamlnet']:>9,.0f}"
@@ -269,10 +311,16 @@ def main() -> None:
                 line += f" {r[kind]['torch']:>9,.0f} {r[kind]['ratio']:>6.2f}"
         achieved = 3 * r["macs"] * r["train"]["yamlnet"]  # forward, and the two gradients of every product
         line += f" {r['peak_rss_mb']:>6,.0f} MB" + (f" {r['torch_rss_mb']:>6,.0f} MB" if with_torch else "")
-        print(line + f" {achieved / 1e9:>8.1f} {achieved / peak:>6.0%}", flush=True)
+        line += f" {achieved / 1e9:>8.1f} {achieved / peak:>6.0%}"
+        if args.pss:
+            line += f" {r['pss_mb']:>6,.0f} MB" + (f" {r['torch_pss_mb']:>6,.0f} MB" if with_torch else "")
+        print(line, flush=True)
     print("\npeak RSS: in training, the yamlnet process (data, model and the timed epochs) and its shard workers "
           "(each at its own peak), and the PyTorch process; G MAC/s: yamlnet's multiply-adds "
           "a second in training, 3 × the forward's a sample (the first layer's input gradient counted too)")
+    if args.pss:
+        print("peak PSS: the largest sum of the processes' proportional set sizes (shared memory counted once), "
+              "sampled every 20 ms in one more training epoch")
     if memory is not None:
         print(f"peak RSS of training lenet for an epoch on 60,000 generated 28 × 28 × 1 shapes: {memory[0]:,.0f} MB"
               f" (and {memory[1]:,.0f} MB private to its shard workers)")
