@@ -24,6 +24,7 @@ from yamlnet.errors import ConfigError, YamlnetError
 from yamlnet.config.schema import SWEEP_SCHEMA
 from yamlnet.metrics import best_value, direction, value_of
 
+
 def dask_client(address: str):
     """A client of the Dask scheduler at ``address`` (a context manager), or one line saying what is wrong."""
     try:
