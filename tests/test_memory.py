@@ -25,6 +25,17 @@ def test_the_estimate_counts_weights_activations_and_a_convs_columns():
     assert dense == (256 * 10 + 10) * 4 * 4 + 2 * 2 * 10 * 4
 
 
+def test_an_activation_that_overwrites_its_input_adds_only_its_gradient():
+    config, layers = plan({"input": [8, 8, 1], "layers": [
+        {"name": "c", "type": "conv2d", "filters": 4, "size": 3, "padding": 1},
+        {"name": "r", "type": "activation", "activation": "relu"},            # in place: c is its alone
+        {"name": "t", "type": "activation", "activation": "tanh"},            # r has its own g: a copy
+        {"name": "fc", "type": "dense", "units": 10}], "training": {"batch_size": 2}})
+    _, (in_place, _), (copying, _), _ = training_memory(config, layers)
+    output = 2 * 8 * 8 * 4 * 4  # batch 2, float32
+    assert in_place == output and copying == 2 * output
+
+
 def test_the_estimate_of_generated_data_is_its_own_entry():
     config, layers = plan({"input": [8, 8, 1], "layers": [{"type": "dense", "units": 10}],
                            "data": {"dataset": "shapes", "n_samples": 100, "n_test": 0}})

@@ -32,6 +32,14 @@ def logits_index(layers: list[Layer], graph: Graph) -> int:
     return graph.sources[-1][0] if layers[-1].gives_probabilities else len(layers) - 1
 
 
+def in_place(layers: list[Layer], graph: Graph) -> set[int]:
+    """The ``runs_in_place`` layers (separate activations) that alone read an output handed over to them
+    (``hands_over_output``): they overwrite it instead of copying it."""
+    return {index for index, layer in enumerate(layers)
+            if layer.runs_in_place and len(graph.sources[index]) == 1 and graph.sources[index][0] != INPUT
+            and layers[graph.sources[index][0]].hands_over_output and graph.readers[graph.sources[index][0]] == (index,)}
+
+
 class Execution:
     """How a model's ``graph`` of layers runs: its lists (``lists``), forward, and a training step."""
 
@@ -57,15 +65,11 @@ class Execution:
         return run
 
     def _in_place(self, layers: list[Layer]) -> list[Layer]:
-        """``layers`` with each ``runs_in_place`` layer (a separate activation) that alone reads a layer
-        which ``hands_over_output`` run by a copy that overwrites that output instead of copying it
-        (one pass and one fresh array fewer; at inference ``_fold`` goes further)."""
+        """``layers`` with each layer ``in_place`` finds run by a copy that overwrites its input instead
+        of copying it (one pass and one fresh array fewer; at inference ``_fold`` goes further)."""
         run = list(layers)
-        for index, layer in enumerate(layers):
-            source = self.graph.sources[index]
-            if (layer.runs_in_place and len(source) == 1 and source[0] != INPUT
-                    and layers[source[0]].hands_over_output and self.graph.readers[source[0]] == (index,)):
-                run[index] = layer.in_place()
+        for index in in_place(layers, self.graph):
+            run[index] = layers[index].in_place()
         return run
 
     def _fold(self, layers: list[Layer]) -> tuple[list[Layer], list]:

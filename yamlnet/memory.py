@@ -3,6 +3,7 @@ allocated: the model refuses to be built over ``training.max_memory``, and ``sum
 
 from __future__ import annotations
 
+from yamlnet.execution import in_place
 from yamlnet.graph import Graph
 
 BYTES = {"float32": 4, "float64": 8}
@@ -42,12 +43,15 @@ def layer_memory(config: dict, layers: list) -> list[tuple[int, str]]:
     itemsize = BYTES[training["dtype"]]
     batch = training["batch_size"]
     copies = 2 + _OPTIMIZER_SLOTS[training["optimizer"]]
-    readers = Graph.of(layers).readers
+    graph = Graph.of(layers)
+    overwriting = in_place(layers, graph)
     estimates = []
     for index, layer in enumerate(layers):
         weights = layer.param_count() * itemsize * copies
-        # its output and the gradient of it, plus one more gradient to add up per extra reader
-        activations = (2 + max(0, len(readers[index]) - 1)) * batch * elements(layer.output_shape) * itemsize
+        # its output (none of its own where it overwrites its input) and the gradient of it, plus one
+        # more gradient to add up per extra reader
+        arrays = (1 if index in overwriting else 2) + max(0, len(graph.readers[index]) - 1)
+        activations = arrays * batch * elements(layer.output_shape) * itemsize
         parts = {"weights": weights, "activations": activations,
                  "im2col and input-gradient buffers": layer.scratch_bytes(batch, itemsize)}
         estimates.append((sum(parts.values()), max(parts, key=parts.get)))
