@@ -23,8 +23,8 @@ from yamlnet import parallel, workers
 
 pytestmark = pytest.mark.skipif(not workers.ENABLED, reason="worker processes need Linux")
 
-#: a graph with batchnorm (totals across the shards), dropout (draws made for the whole batch) and a
-#: conv + max-pool pair (run fused)
+#: a graph with batchnorm (totals across the shards), dropout (draws made for the whole batch), a
+#: conv + max-pool pair (run fused) and separate activations (run in place)
 NET = {
     "input": [8, 8, 2],
     "layers": [
@@ -32,7 +32,9 @@ NET = {
         {"name": "p1", "type": "maxpool2d", "size": 2},
         {"name": "c2", "type": "conv2d", "filters": 3, "size": 3, "padding": "same"},
         {"name": "bn", "type": "batchnorm"},
-        {"name": "sum", "type": "add", "inputs": ["bn", "p1"], "activation": "relu"},
+        {"name": "bn_g", "type": "activation", "activation": "tanh"},
+        {"name": "sum", "type": "add", "inputs": ["bn_g", "p1"]},
+        {"name": "sum_g", "type": "activation", "activation": "relu"},
         {"name": "flat", "type": "flatten"},
         {"name": "drop", "type": "dropout", "rate": 0.3},
         {"name": "fc", "type": "dense", "units": 4},
@@ -141,8 +143,7 @@ def test_a_smoothed_weighted_loss_is_the_same_in_processes_on_threads_and_whole(
 def test_on_one_core_the_shards_run_one_after_another_with_the_same_numbers(monkeypatch):
     """Without batchnorm nothing needs the shards to meet: on one core they run in turn on the caller's
     thread, and give what the workers give."""
-    chain = {**NET, "layers": [{**layer, "inputs": ["c2", "p1"]} if layer["name"] == "sum" else layer
-                               for layer in NET["layers"] if layer["type"] != "batchnorm"]}
+    chain = {**NET, "layers": [layer for layer in NET["layers"] if layer["type"] != "batchnorm"]}  # (bn_g reads c2)
     in_processes = steps(monkeypatch, True, 2, BATCHES, chain)
     monkeypatch.setattr(parallel, "cores", lambda: 1)
     monkeypatch.setattr(parallel, "run", None)  # no thread at all
