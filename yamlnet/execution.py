@@ -35,9 +35,13 @@ def logits_index(layers: list[Layer], graph: Graph) -> int:
 def in_place(layers: list[Layer], graph: Graph) -> set[int]:
     """The ``runs_in_place`` layers (separate activations) that alone read an output handed over to them
     (``hands_over_output``): they overwrite it instead of copying it."""
-    return {index for index, layer in enumerate(layers)
-            if layer.runs_in_place and len(graph.sources[index]) == 1 and graph.sources[index][0] != INPUT
-            and layers[graph.sources[index][0]].hands_over_output and graph.readers[graph.sources[index][0]] == (index,)}
+    found = set()
+    for index, layer in enumerate(layers):
+        sources = graph.sources[index]
+        if layer.runs_in_place and len(sources) == 1 and sources[0] != INPUT \
+                and layers[sources[0]].hands_over_output and graph.readers[sources[0]] == (index,):
+            found.add(index)
+    return found
 
 
 class Execution:
